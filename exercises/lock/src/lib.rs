@@ -1,0 +1,1 @@
+//! Placeholder: this exercise is written in a later issue.

@@ -1,0 +1,91 @@
+//! The command line: `grader [--solutions | --submission PATH] [--exercise NAME]...
+//! [--format table|json]`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+
+use crate::course::{self, Course};
+use crate::grade::{self, Options};
+use crate::report;
+use crate::source::Source;
+use crate::stage;
+
+/// Grades forklab exercises with the hidden tests, one supervised process per test.
+#[derive(Debug, Parser)]
+#[command(name = "grader", version)]
+pub struct Cli {
+    /// Grade the reference solutions instead of `exercises/`.
+    #[arg(long, conflicts_with = "submission")]
+    pub solutions: bool,
+    /// Grade another checkout of the course (a student's): only its `exercises/*/src`
+    /// is read.
+    #[arg(long, value_name = "PATH")]
+    pub submission: Option<PathBuf>,
+    /// Grade only this exercise (repeatable).
+    #[arg(long = "exercise", value_name = "NAME")]
+    pub exercises: Vec<String>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Per-test timeout in seconds, replacing the course's and the rubric's.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// The course to grade against (default: the workspace the grader was built in).
+    #[arg(long, value_name = "DIR")]
+    pub course: Option<PathBuf>,
+    /// Scratch directory (default: `<course>/target/forklab-grader`).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Keep the staged crates after grading (to inspect them).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Runs the command line; exit status 0 once a report is written, 2 on a usage or
+/// setup error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("grader: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<String> {
+    let root = cli.course.clone().unwrap_or_else(course::default_root);
+    let mut course = Course::load(&root)?;
+    course.select(&cli.exercises)?;
+    let source = match (&cli.submission, cli.solutions) {
+        (Some(path), _) => Source::Submission(std::fs::canonicalize(path)?),
+        (None, true) => Source::Solutions,
+        (None, false) => Source::Exercises,
+    };
+    let options = Options {
+        scratch: cli.scratch.clone().unwrap_or_else(|| stage::default_scratch(&root)),
+        keep: cli.keep,
+        progress: std::io::stderr().is_terminal(),
+        timeout_secs: cli.timeout,
+    };
+    let report = grade::grade(&course, &source, &options)?;
+    Ok(match cli.format {
+        Format::Table => report::table::render(&report, std::io::stdout().is_terminal()),
+        Format::Json => report::json::render(&report),
+    })
+}

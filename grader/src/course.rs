@@ -1,0 +1,126 @@
+//! The course being graded: where it lives, its exercises in order, the limits of a
+//! test run, and each exercise's rubric (points per hidden test).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The course's root directory: the workspace this grader was built from.
+pub fn default_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the grader lives in the course workspace")
+        .to_path_buf()
+}
+
+/// Limits applied to each hidden test.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub timeout_secs: f64,
+    pub grace_ms: u64,
+    pub output_bytes: usize,
+}
+
+impl Limits {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs)
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CourseFile {
+    exercises: Vec<String>,
+    limits: Limits,
+}
+
+/// One rubric entry: the points of a hidden test, and optional overrides.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricEntry {
+    pub points: f64,
+    pub timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RubricFile {
+    tests: IndexMap<String, RubricEntry>,
+}
+
+/// An exercise: its name, its hidden tests' source, and its rubric.
+#[derive(Debug, Clone)]
+pub struct Exercise {
+    pub name: String,
+    pub hidden_tests: PathBuf,
+    pub rubric: IndexMap<String, RubricEntry>,
+}
+
+impl Exercise {
+    /// The exercise's total points.
+    pub fn max_score(&self) -> f64 {
+        self.rubric.values().map(|e| e.points).fold(0.0, |a, b| a + b)
+    }
+}
+
+/// The whole course, as read from `grader/course.toml` and `grader/rubric/*.toml`.
+#[derive(Debug, Clone)]
+pub struct Course {
+    pub root: PathBuf,
+    pub exercises: Vec<Exercise>,
+    pub limits: Limits,
+}
+
+impl Course {
+    /// Reads the course at `root`.
+    pub fn load(root: &Path) -> Result<Self> {
+        let grader = root.join("grader");
+        let file: CourseFile = read_toml(&grader.join("course.toml"))?;
+        let exercises = file
+            .exercises
+            .into_iter()
+            .map(|name| {
+                let rubric: RubricFile = read_toml(&grader.join("rubric").join(format!("{name}.toml")))?;
+                Ok(Exercise {
+                    hidden_tests: grader.join("hidden").join(format!("{name}.rs")),
+                    rubric: rubric.tests,
+                    name,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            exercises,
+            limits: file.limits,
+        })
+    }
+
+    /// Keeps only the exercises named in `only` (all when empty); an unknown name is an
+    /// error that lists the known ones.
+    pub fn select(&mut self, only: &[String]) -> Result<()> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        for name in only {
+            if !self.exercises.iter().any(|e| &e.name == name) {
+                let known: Vec<_> = self.exercises.iter().map(|e| e.name.as_str()).collect();
+                bail!("unknown exercise `{name}`; the course has: {}", known.join(", "));
+            }
+        }
+        self.exercises.retain(|e| only.contains(&e.name));
+        Ok(())
+    }
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

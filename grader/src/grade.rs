@@ -1,0 +1,155 @@
+//! The grading pipeline: stage → build → run each hidden test → judge → report.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use forklab_testkit::harness::Listed;
+
+use crate::compile::{self, Build};
+use crate::course::{Course, Exercise};
+use crate::progress::Progress;
+use crate::report::{ExerciseReport, Report, Status, TestReport};
+use crate::source::Source;
+use crate::stage::Stage;
+use crate::supervise::{self, RunLimits};
+use crate::verdict;
+
+/// Options of one grading run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scratch: std::path::PathBuf,
+    pub keep: bool,
+    pub progress: bool,
+    /// Replaces the course's per-test timeout when set.
+    pub timeout_secs: Option<f64>,
+}
+
+/// Grades `source` against `course`.
+pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Report> {
+    supervise::become_subreaper()?;
+    let progress = Progress::new(options.progress);
+    let stage = Stage::create(course, source, &options.scratch, options.keep)?;
+    let builds = compile::build(&stage, &progress)?;
+    stage.remove_hidden_sources();
+
+    let total_tests = course.exercises.iter().map(|e| e.rubric.len() as u64).sum();
+    progress.start_tests(total_tests);
+    let mut exercises = Vec::new();
+    for (exercise, staged) in course.exercises.iter().zip(&stage.exercises) {
+        let report = match (&staged.problem, builds.get(&exercise.name)) {
+            (Some(problem), _) => not_graded(exercise, problem.clone(), &progress),
+            (None, Some(Build::Built { test_binary, warnings })) => {
+                let mut report = run_exercise(course, exercise, test_binary, options, &progress)?;
+                if *warnings > 0 {
+                    report.message = format!("built with {warnings} warning(s)");
+                }
+                report
+            }
+            (None, Some(Build::Failed { errors })) => {
+                not_graded(exercise, format!("does not compile:\n{errors}"), &progress)
+            }
+            (None, None) => not_graded(exercise, "was not built".to_owned(), &progress),
+        };
+        exercises.push(report);
+    }
+    progress.finish();
+    Ok(Report::new(source.label(), exercises))
+}
+
+fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> ExerciseReport {
+    let tests = exercise
+        .rubric
+        .iter()
+        .map(|(name, entry)| {
+            progress.finished_test();
+            TestReport {
+                name: name.clone(),
+                status: Status::NotRun,
+                score: 0.0,
+                max_score: entry.points,
+                message: String::new(),
+                output: String::new(),
+                duration_ms: 0,
+            }
+        })
+        .collect();
+    ExerciseReport {
+        name: exercise.name.clone(),
+        score: 0.0,
+        max_score: 0.0,
+        compiled: false,
+        message: why,
+        tests,
+    }
+    .totalled()
+}
+
+fn run_exercise(
+    course: &Course,
+    exercise: &Exercise,
+    binary: &Path,
+    options: &Options,
+    progress: &Progress,
+) -> Result<ExerciseReport> {
+    let listed = list_tests(binary)?;
+    let mut tests = Vec::new();
+    for (name, entry) in &exercise.rubric {
+        progress.running(&exercise.name, name);
+        let timeout_secs = options
+            .timeout_secs
+            .or(entry.timeout_secs)
+            .unwrap_or(course.limits.timeout_secs);
+        let limits = RunLimits {
+            timeout: std::time::Duration::from_secs_f64(timeout_secs),
+            grace: course.limits.grace(),
+            output_bytes: course.limits.output_bytes,
+        };
+        let report = if listed.iter().any(|t| &t.name == name) {
+            let run = supervise::run_test(binary, name, &limits)?;
+            let (status, message) = verdict::judge(&run, timeout_secs);
+            let passed = status == Status::Passed;
+            TestReport {
+                name: name.clone(),
+                status,
+                score: if passed { entry.points } else { 0.0 },
+                max_score: entry.points,
+                message,
+                output: if passed { String::new() } else { run.output.text() },
+                duration_ms: run.duration.as_millis() as u64,
+            }
+        } else {
+            TestReport {
+                name: name.clone(),
+                status: Status::NotRun,
+                score: 0.0,
+                max_score: entry.points,
+                message: "the rubric names a hidden test that does not exist".to_owned(),
+                output: String::new(),
+                duration_ms: 0,
+            }
+        };
+        progress.finished_test();
+        tests.push(report);
+    }
+    Ok(ExerciseReport {
+        name: exercise.name.clone(),
+        score: 0.0,
+        max_score: 0.0,
+        compiled: true,
+        message: String::new(),
+        tests,
+    }
+    .totalled())
+}
+
+/// Asks a hidden test binary for its tests. Runs no student code: listing happens
+/// before any test body.
+fn list_tests(binary: &Path) -> Result<Vec<Listed>> {
+    let output = Command::new(binary)
+        .arg("--forklab-list")
+        .output()
+        .with_context(|| format!("listing the tests of {}", binary.display()))?;
+    serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("reading the test list of {}", binary.display()))
+}

@@ -1,0 +1,20 @@
+//! forklab's grader: stages each exercise with the instructor's manifest and the hidden
+//! tests, builds them with cargo, runs every hidden test as its own supervised process,
+//! and reports points per test.
+//!
+//! The pipeline, one module per step: [`course`] (what to grade, the rubric) →
+//! [`stage`] (scratch crates) → [`compile`] (cargo, JSON messages) → [`supervise`]
+//! (one process tree per test) → [`verdict`] (pass, fail, timeout) → [`report`] (table,
+//! JSON). [`grade`] runs the pipeline; [`cli`] is the command line.
+
+pub mod capture;
+pub mod cli;
+pub mod compile;
+pub mod course;
+pub mod grade;
+pub mod progress;
+pub mod report;
+pub mod source;
+pub mod stage;
+pub mod supervise;
+pub mod verdict;

@@ -1,0 +1,99 @@
+//! The grading report: a stable data model (serialised as the `--format json`
+//! contract) and its renderings.
+
+pub mod json;
+pub mod table;
+
+use serde::Serialize;
+
+/// The outcome of one hidden test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    TimedOut,
+    NotRun,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::NotRun => "not_run",
+        }
+    }
+}
+
+/// One hidden test's line in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestReport {
+    pub name: String,
+    pub status: Status,
+    pub score: f64,
+    pub max_score: f64,
+    /// Why it failed, in process terms; empty when it passed.
+    pub message: String,
+    /// The test's captured output (head and tail), for failures.
+    pub output: String,
+    pub duration_ms: u64,
+}
+
+/// One exercise's part of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExerciseReport {
+    pub name: String,
+    pub score: f64,
+    pub max_score: f64,
+    pub compiled: bool,
+    /// Why it was not graded (not submitted, compile errors), or build warnings.
+    pub message: String,
+    pub tests: Vec<TestReport>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// What was graded: `exercises`, `solutions` or a submission's path.
+    pub source: String,
+    pub score: f64,
+    pub max_score: f64,
+    pub exercises: Vec<ExerciseReport>,
+}
+
+impl ExerciseReport {
+    /// Fills `score` and `max_score` from the tests.
+    pub fn totalled(mut self) -> Self {
+        self.score = total(self.tests.iter().map(|t| t.score));
+        self.max_score = total(self.tests.iter().map(|t| t.max_score));
+        self
+    }
+}
+
+impl Report {
+    /// A report over `exercises`, with totals.
+    pub fn new(source: String, exercises: Vec<ExerciseReport>) -> Self {
+        Self {
+            source,
+            score: total(exercises.iter().map(|e| e.score)),
+            max_score: total(exercises.iter().map(|e| e.max_score)),
+            exercises,
+        }
+    }
+}
+
+/// A sum that is `0`, not `-0`, when empty (`Iterator::sum` of no `f64` gives `-0.0`).
+fn total(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
+}
+
+/// `7`, `7.5`: points without a useless `.0`.
+pub fn points(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value}")
+    }
+}
