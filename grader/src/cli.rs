@@ -78,7 +78,10 @@ fn run(cli: &Cli) -> Result<String> {
         (None, false) => Source::Exercises,
     };
     let options = Options {
-        scratch: cli.scratch.clone().unwrap_or_else(|| stage::default_scratch(&root)),
+        scratch: cli
+            .scratch
+            .clone()
+            .unwrap_or_else(|| stage::default_scratch(&root)),
         keep: cli.keep,
         progress: std::io::stderr().is_terminal(),
         timeout_secs: cli.timeout,

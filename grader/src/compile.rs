@@ -20,7 +20,10 @@ const ERRORS_QUOTED: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Build {
     /// The hidden test binary, and how many warnings the build gave.
-    Built { test_binary: PathBuf, warnings: usize },
+    Built {
+        test_binary: PathBuf,
+        warnings: usize,
+    },
     /// Why it did not build: the compiler's first errors, or cargo's own message.
     Failed { errors: String },
 }
@@ -77,7 +80,8 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
                 }
             }
             Message::CompilerMessage(message) => {
-                let Some(exercise) = exercise_of(&stage.root, message.target.src_path.as_std_path())
+                let Some(exercise) =
+                    exercise_of(&stage.root, message.target.src_path.as_std_path())
                 else {
                     continue;
                 };
@@ -121,7 +125,14 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
 /// stage root.
 fn exercise_of(stage_root: &Path, src_path: &Path) -> Option<String> {
     let relative = src_path.strip_prefix(stage_root).ok()?;
-    Some(relative.components().next()?.as_os_str().to_str()?.to_owned())
+    Some(
+        relative
+            .components()
+            .next()?
+            .as_os_str()
+            .to_str()?
+            .to_owned(),
+    )
 }
 
 fn quote_errors(found: &[String]) -> String {
@@ -142,8 +153,13 @@ fn quote_errors(found: &[String]) -> String {
 fn cargo_failure(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
-        .filter(|l| !l.trim_start().starts_with("Compiling") && !l.trim_start().starts_with("Blocking"))
+        .filter(|l| {
+            !l.trim_start().starts_with("Compiling") && !l.trim_start().starts_with("Blocking")
+        })
         .collect();
     let tail = &lines[lines.len().saturating_sub(12)..];
-    format!("cargo could not build the hidden tests:\n{}", tail.join("\n"))
+    format!(
+        "cargo could not build the hidden tests:\n{}",
+        tail.join("\n")
+    )
 }

@@ -67,7 +67,10 @@ pub struct Exercise {
 impl Exercise {
     /// The exercise's total points.
     pub fn max_score(&self) -> f64 {
-        self.rubric.values().map(|e| e.points).fold(0.0, |a, b| a + b)
+        self.rubric
+            .values()
+            .map(|e| e.points)
+            .fold(0.0, |a, b| a + b)
     }
 }
 
@@ -88,7 +91,8 @@ impl Course {
             .exercises
             .into_iter()
             .map(|name| {
-                let rubric: RubricFile = read_toml(&grader.join("rubric").join(format!("{name}.toml")))?;
+                let rubric: RubricFile =
+                    read_toml(&grader.join("rubric").join(format!("{name}.toml")))?;
                 Ok(Exercise {
                     hidden_tests: grader.join("hidden").join(format!("{name}.rs")),
                     rubric: rubric.tests,
@@ -112,7 +116,10 @@ impl Course {
         for name in only {
             if !self.exercises.iter().any(|e| &e.name == name) {
                 let known: Vec<_> = self.exercises.iter().map(|e| e.name.as_str()).collect();
-                bail!("unknown exercise `{name}`; the course has: {}", known.join(", "));
+                bail!(
+                    "unknown exercise `{name}`; the course has: {}",
+                    known.join(", ")
+                );
             }
         }
         self.exercises.retain(|e| only.contains(&e.name));
@@ -121,6 +128,7 @@ impl Course {
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

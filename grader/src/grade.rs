@@ -39,7 +39,13 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
     for (exercise, staged) in course.exercises.iter().zip(&stage.exercises) {
         let report = match (&staged.problem, builds.get(&exercise.name)) {
             (Some(problem), _) => not_graded(exercise, problem.clone(), &progress),
-            (None, Some(Build::Built { test_binary, warnings })) => {
+            (
+                None,
+                Some(Build::Built {
+                    test_binary,
+                    warnings,
+                }),
+            ) => {
                 let mut report = run_exercise(course, exercise, test_binary, options, &progress)?;
                 if *warnings > 0 {
                     report.message = format!("built with {warnings} warning(s)");
@@ -115,7 +121,11 @@ fn run_exercise(
                 score: if passed { entry.points } else { 0.0 },
                 max_score: entry.points,
                 message,
-                output: if passed { String::new() } else { run.output.text() },
+                output: if passed {
+                    String::new()
+                } else {
+                    run.output.text()
+                },
                 duration_ms: run.duration.as_millis() as u64,
             }
         } else {

@@ -31,8 +31,7 @@ impl Progress {
     /// Switches to a bar over `tests` hidden tests.
     pub fn start_tests(&self, tests: u64) {
         self.bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} tests  {msg}")
-                .expect("template"),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} tests  {msg}").expect("template"),
         );
         self.bar.set_length(tests);
         self.bar.set_position(0);

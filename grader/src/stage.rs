@@ -72,9 +72,10 @@ impl Stage {
             .iter()
             .map(|exercise| {
                 let dir = root.join(&exercise.name);
-                let problem = stage_exercise(course, source, &exercise.name, &exercise.hidden_tests, &dir)
-                    .err()
-                    .map(|e| format!("{e:#}"));
+                let problem =
+                    stage_exercise(course, source, &exercise.name, &exercise.hidden_tests, &dir)
+                        .err()
+                        .map(|e| format!("{e:#}"));
                 StagedExercise {
                     name: exercise.name.clone(),
                     dir,
@@ -129,7 +130,13 @@ fn stage_key(source: &Source) -> String {
     format!("{kind}-{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
-fn stage_exercise(course: &Course, source: &Source, name: &str, hidden: &Path, dir: &Path) -> Result<()> {
+fn stage_exercise(
+    course: &Course,
+    source: &Source,
+    name: &str,
+    hidden: &Path,
+    dir: &Path,
+) -> Result<()> {
     let src = source.src_dir(&course.root, name);
     if !src.join("lib.rs").is_file() {
         bail!("not submitted: {} has no lib.rs", src.display());
@@ -138,7 +145,8 @@ fn stage_exercise(course: &Course, source: &Source, name: &str, hidden: &Path, d
     copy_tree(&src, &dir.join("src"), &mut budget)?;
     let manifest = course.root.join("exercises").join(name).join("Cargo.toml");
     fs::write(dir.join("Cargo.toml"), member_manifest(&manifest)?)?;
-    fs::copy(hidden, dir.join("hidden.rs")).with_context(|| format!("copying {}", hidden.display()))?;
+    fs::copy(hidden, dir.join("hidden.rs"))
+        .with_context(|| format!("copying {}", hidden.display()))?;
     Ok(())
 }
 

@@ -92,7 +92,9 @@ pub fn run_test(binary: &Path, name: &str, limits: &RunLimits) -> Result<TestRun
         command.pre_exec(move || place_fds(&[(nonce_fd, NONCE_FD), (result_fd, RESULT_FD)]));
     }
     let started = Instant::now();
-    let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
     drop((nonce_read, result_write, command));
     let main = Pid::from_raw(child.id() as i32);
 
@@ -100,7 +102,13 @@ pub fn run_test(binary: &Path, name: &str, limits: &RunLimits) -> Result<TestRun
     let mut result = Vec::new();
     let deadline = started + limits.timeout;
     let ended = loop {
-        pump(&output_read, &mut output, &result_read, &mut result, Duration::from_millis(5));
+        pump(
+            &output_read,
+            &mut output,
+            &result_read,
+            &mut result,
+            Duration::from_millis(5),
+        );
         if let Some(status) = child.try_wait()? {
             break exit_of(status);
         }
@@ -119,7 +127,13 @@ pub fn run_test(binary: &Path, name: &str, limits: &RunLimits) -> Result<TestRun
     kill_all(main, &leftovers);
     let drain_until = Instant::now() + Duration::from_millis(200);
     while Instant::now() < drain_until {
-        if !pump(&output_read, &mut output, &result_read, &mut result, Duration::from_millis(5)) {
+        if !pump(
+            &output_read,
+            &mut output,
+            &result_read,
+            &mut result,
+            Duration::from_millis(5),
+        ) {
             break;
         }
     }
@@ -161,7 +175,13 @@ fn new_nonce() -> Result<String> {
 
 /// Waits up to `wait` for output or a result, and reads what is there. Returns false
 /// once the output pipe is closed by every writer.
-fn pump(output_fd: &OwnedFd, output: &mut Capture, result_fd: &OwnedFd, result: &mut Vec<u8>, wait: Duration) -> bool {
+fn pump(
+    output_fd: &OwnedFd,
+    output: &mut Capture,
+    result_fd: &OwnedFd,
+    result: &mut Vec<u8>,
+    wait: Duration,
+) -> bool {
     let mut fds = [
         PollFd::new(output_fd.as_fd(), PollFlags::POLLIN),
         PollFd::new(result_fd.as_fd(), PollFlags::POLLIN),
@@ -200,7 +220,12 @@ fn exit_of(status: std::process::ExitStatus) -> Ended {
 
 /// SIGTERM to the test's process group, `grace` to end, then SIGKILL; reaps the main
 /// process. `wait_a_little` keeps reading output meanwhile.
-fn stop_tree(main: Pid, child: &mut std::process::Child, grace: Duration, mut wait_a_little: impl FnMut(Duration) -> bool) {
+fn stop_tree(
+    main: Pid,
+    child: &mut std::process::Child,
+    grace: Duration,
+    mut wait_a_little: impl FnMut(Duration) -> bool,
+) {
     let _ = killpg(main, Signal::SIGTERM);
     let until = Instant::now() + grace;
     while Instant::now() < until {

@@ -30,7 +30,8 @@ pub fn judge(run: &TestRun, timeout_secs: f64) -> (Status, String) {
                     ),
                 );
             }
-            let orphans: Vec<&ProcessInfo> = run.leftovers.iter().filter(|p| p.state != 'Z').collect();
+            let orphans: Vec<&ProcessInfo> =
+                run.leftovers.iter().filter(|p| p.state != 'Z').collect();
             if !orphans.is_empty() {
                 return (
                     Status::Failed,
@@ -52,13 +53,19 @@ pub fn judge(run: &TestRun, timeout_secs: f64) -> (Status, String) {
 /// Why a test that never reported is a failure.
 fn unreported(ended: &Ended) -> String {
     match ended {
-        Ended::Exited(0) => "the test process exited with status 0 before the test finished: code under \
+        Ended::Exited(0) => {
+            "the test process exited with status 0 before the test finished: code under \
                              test called exit() (only the test harness can report a pass)"
-            .to_owned(),
-        Ended::Exited(ESCAPED_CHILD_EXIT) => "a forked child returned into the test harness instead of \
+                .to_owned()
+        }
+        Ended::Exited(ESCAPED_CHILD_EXIT) => {
+            "a forked child returned into the test harness instead of \
                                               ending with _exit"
-            .to_owned(),
-        Ended::Exited(code) => format!("the test process exited with code {code} before the test finished"),
+                .to_owned()
+        }
+        Ended::Exited(code) => {
+            format!("the test process exited with code {code} before the test finished")
+        }
         Ended::Signaled(signal) => format!(
             "the test process was killed by signal {} before the test finished",
             signal_name(*signal)
@@ -72,7 +79,10 @@ fn describe_alive(alive: &[ProcessInfo]) -> String {
         return String::new();
     }
     let blocked_on_pipe = alive.iter().filter(|p| p.wchan.contains("pipe")).count();
-    let mut text = format!("; besides the test process, {} process(es) were alive:", alive.len());
+    let mut text = format!(
+        "; besides the test process, {} process(es) were alive:",
+        alive.len()
+    );
     text += &list(&alive.iter().collect::<Vec<_>>());
     if blocked_on_pipe > 0 {
         text += &format!(
@@ -88,7 +98,9 @@ fn list(processes: &[&ProcessInfo]) -> String {
         .map(|p| {
             let state = match p.state {
                 'R' => "running".to_owned(),
-                'S' | 'D' if !p.wchan.is_empty() && p.wchan != "0" => format!("sleeping in {}", p.wchan),
+                'S' | 'D' if !p.wchan.is_empty() && p.wchan != "0" => {
+                    format!("sleeping in {}", p.wchan)
+                }
                 'S' | 'D' => "sleeping".to_owned(),
                 'Z' => "zombie".to_owned(),
                 'T' | 't' => "stopped".to_owned(),

@@ -102,7 +102,11 @@ fn the_child_has_its_own_pid() {
     p.join().unwrap();
     let child = p.pid().expect("a started process has a pid");
     assert_ne!(child.as_raw() as u32, std::process::id());
-    assert_eq!(seen.get(0), child.as_raw() as u64, "the target ran in the child");
+    assert_eq!(
+        seen.get(0),
+        child.as_raw() as u64,
+        "the target ran in the child"
+    );
 }
 
 #[test]
@@ -115,7 +119,11 @@ fn a_child_writes_to_its_own_copy_of_memory() {
     p.start().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode(), Some(42), "the child saw its own write");
-    assert_eq!(COUNTER.load(Ordering::SeqCst), 0, "the parent's copy is untouched");
+    assert_eq!(
+        COUNTER.load(Ordering::SeqCst),
+        0,
+        "the parent's copy is untouched"
+    );
 }
 
 #[test]
@@ -125,7 +133,10 @@ fn processes_have_names() {
     let first = Process::new(|| {});
     let second = Process::new(|| {});
     let number = |p: &Process| -> usize {
-        let n = p.name().strip_prefix("Process-").expect("default names are Process-N");
+        let n = p
+            .name()
+            .strip_prefix("Process-")
+            .expect("default names are Process-N");
         n.parse().expect("N is a number")
     };
     assert!(number(&second) > number(&first));

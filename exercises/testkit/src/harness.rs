@@ -129,7 +129,10 @@ pub fn run(tests: &[Test]) -> ! {
                     expect: t.expect.clone(),
                 })
                 .collect();
-            println!("{}", serde_json::to_string(&listed).expect("serialise test list"));
+            println!(
+                "{}",
+                serde_json::to_string(&listed).expect("serialise test list")
+            );
             std::process::exit(0)
         }
         Some("--forklab-run") => {

@@ -89,8 +89,13 @@ impl SharedSlots {
     /// Appends `values` as one contiguous run (no other process's values in between)
     /// and returns the index of the first. Panics when full.
     pub fn push_all(&self, values: &[u64]) -> usize {
-        let first = self.slot(0).fetch_add(values.len() as u64, Ordering::SeqCst) as usize;
-        assert!(first + values.len() <= self.mapping.capacity, "SharedSlots full");
+        let first = self
+            .slot(0)
+            .fetch_add(values.len() as u64, Ordering::SeqCst) as usize;
+        assert!(
+            first + values.len() <= self.mapping.capacity,
+            "SharedSlots full"
+        );
         for (offset, &value) in values.iter().enumerate() {
             self.set(first + offset, value);
         }
@@ -107,6 +112,11 @@ impl SharedSlots {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`, once no handle is left.
-        let _ = unsafe { munmap(self.base.cast(), (self.capacity + 1) * size_of::<AtomicU64>()) };
+        let _ = unsafe {
+            munmap(
+                self.base.cast(),
+                (self.capacity + 1) * size_of::<AtomicU64>(),
+            )
+        };
     }
 }

@@ -37,19 +37,34 @@ pub fn render(report: &Report, colour: bool) -> String {
                     .set_alignment(CellAlignment::Right),
             ]);
             if !test.message.is_empty() && exercise.compiled {
-                notes.push(format!("{}::{}: {}", exercise.name, test.name, test.message));
+                notes.push(format!(
+                    "{}::{}: {}",
+                    exercise.name, test.name, test.message
+                ));
             }
         }
         table.add_row(vec![
             Cell::new(&exercise.name),
             Cell::new("total"),
-            Cell::new(if exercise.compiled { "" } else { "not compiled" }),
-            Cell::new(format!("{}/{}", points(exercise.score), points(exercise.max_score)))
-                .set_alignment(CellAlignment::Right),
+            Cell::new(if exercise.compiled {
+                ""
+            } else {
+                "not compiled"
+            }),
+            Cell::new(format!(
+                "{}/{}",
+                points(exercise.score),
+                points(exercise.max_score)
+            ))
+            .set_alignment(CellAlignment::Right),
         ]);
     }
     let mut text = format!("forklab grade of {}\n{table}\n", report.source);
-    text += &format!("score: {}/{}\n", points(report.score), points(report.max_score));
+    text += &format!(
+        "score: {}/{}\n",
+        points(report.score),
+        points(report.max_score)
+    );
     for note in notes {
         text += &format!("\n{note}\n");
     }

@@ -1,0 +1,75 @@
+//! End-to-end tests of the grader's command line on the course itself: the solutions
+//! get full marks, the pristine stubs get zero, and the report renders as expected.
+
+mod support;
+
+use support::{exercise, grade_json, grader};
+
+#[test]
+fn the_solutions_get_full_marks_on_every_hidden_test() {
+    let report = grade_json(&["--solutions"]);
+    assert!(report["max_score"].as_f64().unwrap() > 0.0);
+    for ex in report["exercises"].as_array().unwrap() {
+        assert_eq!(
+            ex["compiled"], true,
+            "{} did not compile: {}",
+            ex["name"], ex["message"]
+        );
+        for test in ex["tests"].as_array().unwrap() {
+            assert_eq!(
+                test["status"], "passed",
+                "{}::{} failed: {}\n{}",
+                ex["name"], test["name"], test["message"], test["output"]
+            );
+        }
+        assert_eq!(ex["score"], ex["max_score"]);
+    }
+    assert_eq!(report["score"], report["max_score"]);
+}
+
+#[test]
+fn the_pristine_stubs_get_zero_and_every_hidden_test_fails() {
+    let report = grade_json(&[]);
+    assert_eq!(report["score"], 0.0);
+    for ex in report["exercises"].as_array().unwrap() {
+        assert_eq!(
+            ex["compiled"], true,
+            "the stub of {} must compile",
+            ex["name"]
+        );
+        for test in ex["tests"].as_array().unwrap() {
+            assert_eq!(test["status"], "failed", "{}::{}", ex["name"], test["name"]);
+        }
+    }
+}
+
+#[test]
+fn an_unknown_exercise_is_a_usage_error_naming_the_known_ones() {
+    grader()
+        .args(["--exercise", "threads"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown exercise `threads`"))
+        .stderr(predicates::str::contains(
+            "procesos, pipe_queue, lock, pool, value_array",
+        ));
+}
+
+#[test]
+fn the_table_shows_points_per_test_and_totals() {
+    let output = grader()
+        .args(["--solutions", "--exercise", "procesos"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+}
+
+#[test]
+fn the_json_report_keeps_its_contract() {
+    let mut report = grade_json(&["--solutions", "--exercise", "procesos"]);
+    assert_eq!(exercise(&report, "procesos")["compiled"], true);
+    insta::assert_json_snapshot!(report.take(), {
+        ".exercises[].tests[].duration_ms" => "[duration]",
+    });
+}

@@ -1,0 +1,174 @@
+//! The corpus of faulty submissions: each file of `tests/faulty/` describes a small
+//! variant of the reference solutions (text patches, extra files) and the verdict the
+//! grader must give it. One trial per file, run one at a time (tests that judge
+//! parallelism need the machine's cores).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::Deserialize;
+use serde_json::Value;
+use support::{Submission, exercise, grade_json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    /// The exercise the patches apply to.
+    exercise: String,
+    /// The exercises to grade (default: just `exercise`).
+    grade: Option<Vec<String>>,
+    /// Per-test timeout in seconds for this run.
+    timeout: Option<f64>,
+    #[serde(default)]
+    patch: Vec<Patch>,
+    #[serde(default)]
+    write: Vec<WriteFile>,
+    /// Keyed by `exercise` or `exercise::test`.
+    expect: IndexMap<String, Expectation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default = "lib_rs")]
+    file: String,
+    find: String,
+    replace: String,
+}
+
+fn lib_rs() -> String {
+    "lib.rs".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteFile {
+    /// Relative to the submission's root.
+    path: String,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    compiled: Option<bool>,
+    status: Option<String>,
+    score: Option<f64>,
+    full_marks: Option<bool>,
+    /// A piece of text the message must contain.
+    message: Option<String>,
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faulty");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let trials = files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            Trial::test(name, move || check(&path))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(path: &Path) -> Result<(), Failed> {
+    let fixture: Fixture = toml::from_str(&std::fs::read_to_string(path)?)?;
+    let submission = Submission::from_solutions();
+    for patch in &fixture.patch {
+        submission.patch(&fixture.exercise, &patch.file, &patch.find, &patch.replace);
+    }
+    for file in &fixture.write {
+        submission.write(&file.path, &file.text);
+    }
+    let mut args = vec![
+        "--submission".to_owned(),
+        submission.path().display().to_string(),
+    ];
+    for name in fixture
+        .grade
+        .clone()
+        .unwrap_or_else(|| vec![fixture.exercise.clone()])
+    {
+        args.extend(["--exercise".to_owned(), name]);
+    }
+    if let Some(timeout) = fixture.timeout {
+        args.extend(["--timeout".to_owned(), timeout.to_string()]);
+    }
+    let report = grade_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut problems = Vec::new();
+    for (key, expected) in &fixture.expect {
+        let found = find(&report, key);
+        compare(key, found, expected, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\nreport:\n{report:#}", problems.join("\n")).into())
+    }
+}
+
+fn find<'r>(report: &'r Value, key: &str) -> &'r Value {
+    match key.split_once("::") {
+        None => exercise(report, key),
+        Some((ex, test)) => exercise(report, ex)["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == test)
+            .unwrap_or_else(|| panic!("no test {key} in the report")),
+    }
+}
+
+fn compare(key: &str, found: &Value, expected: &Expectation, problems: &mut Vec<String>) {
+    let mut check = |field: &str, ok: bool, wanted: String| {
+        if !ok {
+            problems.push(format!(
+                "{key}: {field} should be {wanted}, found {}",
+                found[field]
+            ));
+        }
+    };
+    if let Some(compiled) = expected.compiled {
+        check(
+            "compiled",
+            found["compiled"] == compiled,
+            compiled.to_string(),
+        );
+    }
+    if let Some(status) = &expected.status {
+        check("status", found["status"] == status.as_str(), status.clone());
+    }
+    if let Some(score) = expected.score {
+        check(
+            "score",
+            found["score"].as_f64() == Some(score),
+            score.to_string(),
+        );
+    }
+    if expected.full_marks == Some(true) {
+        check(
+            "score",
+            found["score"] == found["max_score"],
+            "the maximum".to_owned(),
+        );
+    }
+    if let Some(text) = &expected.message {
+        let message = found["message"].as_str().unwrap_or_default();
+        check(
+            "message",
+            message.contains(text.as_str()),
+            format!("containing {text:?}"),
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Shared support of the grader's own tests: running the grader binary, making
+//! submissions from the solutions with small patches, reading its JSON reports.
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The course workspace (the repository root).
+pub fn course_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The grader binary, ready for arguments.
+pub fn grader() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("grader").expect("the grader binary is built")
+}
+
+/// Runs the grader with `args` plus `--format json`; returns the parsed report.
+pub fn grade_json(args: &[&str]) -> Value {
+    let output = grader()
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "grader {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the grader prints a JSON report")
+}
+
+/// The exercise named `name` in a report.
+pub fn exercise<'r>(report: &'r Value, name: &str) -> &'r Value {
+    report["exercises"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no exercise {name} in the report"))
+}
+
+/// A student checkout in a temporary directory, made from the reference solutions.
+pub struct Submission {
+    dir: TempDir,
+}
+
+impl Submission {
+    /// Every exercise's `src/` taken from `solutions/`.
+    pub fn from_solutions() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("forklab-submission-")
+            .tempdir()
+            .unwrap();
+        for entry in fs::read_dir(course_root().join("solutions")).unwrap() {
+            let entry = entry.unwrap();
+            let to = dir
+                .path()
+                .join("exercises")
+                .join(entry.file_name())
+                .join("src");
+            copy_dir(&entry.path().join("src"), &to);
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path of `file` in the submitted `src/` of `exercise`.
+    pub fn src_file(&self, exercise: &str, file: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("exercises")
+            .join(exercise)
+            .join("src")
+            .join(file)
+    }
+
+    /// Replaces the one occurrence of `find` by `replace` in `exercise`'s `src/file`.
+    pub fn patch(&self, exercise: &str, file: &str, find: &str, replace: &str) {
+        let path = self.src_file(exercise, file);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches(find).count(),
+            1,
+            "the patch text must occur exactly once in {exercise}/src/{file}: {find:?}"
+        );
+        fs::write(&path, text.replacen(find, replace, 1)).unwrap();
+    }
+
+    /// Writes a file anywhere in the checkout (e.g. a `build.rs`).
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.dir.path().join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
