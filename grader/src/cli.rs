@@ -43,6 +43,10 @@ pub struct Cli {
     /// Keep the staged crates after grading (to inspect them).
     #[arg(long)]
     pub keep: bool,
+    /// Watch tests by sampling /proc instead of tracing them with ptrace (the fallback
+    /// used automatically where ptrace is refused).
+    #[arg(long)]
+    pub no_ptrace: bool,
 }
 
 /// Report formats.
@@ -85,6 +89,7 @@ fn run(cli: &Cli) -> Result<String> {
         keep: cli.keep,
         progress: std::io::stderr().is_terminal(),
         timeout_secs: cli.timeout,
+        no_ptrace: cli.no_ptrace,
     };
     let report = grade::grade(&course, &source, &options)?;
     Ok(match cli.format {

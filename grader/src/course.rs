@@ -23,6 +23,9 @@ pub struct Limits {
     pub timeout_secs: f64,
     pub grace_ms: u64,
     pub output_bytes: usize,
+    pub max_processes: u32,
+    pub memory_mb: u64,
+    pub cpu_secs: u64,
 }
 
 impl Limits {

@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::report::{ExerciseReport, Report, Status, TestReport};
 use crate::source::Source;
 use crate::stage::Stage;
-use crate::supervise::{self, RunLimits};
+use crate::supervise::{self, Mechanism, RunLimits};
 use crate::verdict;
 
 /// Options of one grading run.
@@ -23,11 +23,18 @@ pub struct Options {
     pub progress: bool,
     /// Replaces the course's per-test timeout when set.
     pub timeout_secs: Option<f64>,
+    /// Watch tests by sampling `/proc` even where ptrace is allowed.
+    pub no_ptrace: bool,
 }
 
 /// Grades `source` against `course`.
 pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Report> {
-    supervise::become_subreaper()?;
+    supervise::prepare()?;
+    let mechanism = if !options.no_ptrace && supervise::ptrace_available() {
+        Mechanism::Ptrace
+    } else {
+        Mechanism::Sampling
+    };
     let progress = Progress::new(options.progress);
     let stage = Stage::create(course, source, &options.scratch, options.keep)?;
     let builds = compile::build(&stage, &progress)?;
@@ -46,7 +53,8 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
                     warnings,
                 }),
             ) => {
-                let mut report = run_exercise(course, exercise, test_binary, options, &progress)?;
+                let mut report =
+                    run_exercise(course, exercise, test_binary, options, mechanism, &progress)?;
                 if *warnings > 0 {
                     report.message = format!("built with {warnings} warning(s)");
                 }
@@ -77,6 +85,7 @@ fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> Exercise
                 message: String::new(),
                 output: String::new(),
                 duration_ms: 0,
+                evidence: None,
             }
         })
         .collect();
@@ -96,6 +105,7 @@ fn run_exercise(
     exercise: &Exercise,
     binary: &Path,
     options: &Options,
+    mechanism: Mechanism,
     progress: &Progress,
 ) -> Result<ExerciseReport> {
     let listed = list_tests(binary)?;
@@ -110,10 +120,13 @@ fn run_exercise(
             timeout: std::time::Duration::from_secs_f64(timeout_secs),
             grace: course.limits.grace(),
             output_bytes: course.limits.output_bytes,
+            max_processes: course.limits.max_processes,
+            memory_bytes: course.limits.memory_mb << 20,
+            cpu_secs: course.limits.cpu_secs,
         };
-        let report = if listed.iter().any(|t| &t.name == name) {
-            let run = supervise::run_test(binary, name, &limits)?;
-            let (status, message) = verdict::judge(&run, timeout_secs);
+        let report = if let Some(test) = listed.iter().find(|t| &t.name == name) {
+            let run = supervise::run_test(binary, name, &limits, mechanism)?;
+            let (status, message, evidence) = verdict::judge(&run, &test.expect, timeout_secs);
             let passed = status == Status::Passed;
             TestReport {
                 name: name.clone(),
@@ -127,6 +140,7 @@ fn run_exercise(
                     run.output.text()
                 },
                 duration_ms: run.duration.as_millis() as u64,
+                evidence: Some(evidence),
             }
         } else {
             TestReport {
@@ -137,6 +151,7 @@ fn run_exercise(
                 message: "the rubric names a hidden test that does not exist".to_owned(),
                 output: String::new(),
                 duration_ms: 0,
+                evidence: None,
             }
         };
         progress.finished_test();

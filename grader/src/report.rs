@@ -27,6 +27,52 @@ impl Status {
     }
 }
 
+/// What the supervisor saw of a test's process tree (the test's own process not
+/// counted).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Processes the test created (descendants included).
+    pub processes: u32,
+    /// Threads the test created, in any of its processes.
+    pub threads: u32,
+    /// Most of those processes alive at once.
+    pub peak_processes: u32,
+    /// Children that ended but were never reaped, when the test body returned.
+    pub zombies: u32,
+    /// Processes still running after the test ended (killed by the grader).
+    pub orphans: u32,
+    /// True when the tree was watched by sampling `/proc` (ptrace refused): counts are
+    /// then lower bounds.
+    pub sampled: bool,
+    /// Measurements the test reported (e.g. `overlap_ms`, the time busy intervals of
+    /// different processes overlapped).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+impl Evidence {
+    /// `5 procs · 0 threads · peak 5 · reaped`.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} procs · {} threads · peak {}",
+            self.processes, self.threads, self.peak_processes
+        );
+        text += &match (self.zombies, self.orphans) {
+            (0, 0) => " · reaped".to_owned(),
+            (z, 0) => format!(" · {z} zombies"),
+            (0, o) => format!(" · {o} orphans"),
+            (z, o) => format!(" · {z} zombies · {o} orphans"),
+        };
+        if let Some(overlap) = self.metrics.get("overlap_ms") {
+            text += &format!(" · overlap {overlap:.0} ms");
+        }
+        if self.sampled {
+            text += " (sampled)";
+        }
+        text
+    }
+}
+
 /// One hidden test's line in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TestReport {
@@ -39,6 +85,8 @@ pub struct TestReport {
     /// The test's captured output (head and tail), for failures.
     pub output: String,
     pub duration_ms: u64,
+    /// Absent for a test that did not run.
+    pub evidence: Option<Evidence>,
 }
 
 /// One exercise's part of the report.

@@ -1,53 +1,137 @@
-//! Turning what was observed of a test run into a status and a message a student can
-//! act on, in process terms. Only the harness's nonce-bearing report can make a pass.
+//! Turning what was observed of a test run into a status, evidence and a message a
+//! student can act on, in process terms. Only the harness's nonce-bearing report can
+//! make a pass, and a pass still fails when the process evidence contradicts the
+//! exercise (threads instead of processes, children never reaped, leftovers).
 
-use forklab_testkit::harness::{ESCAPED_CHILD_EXIT, Reported};
+use forklab_testkit::harness::{ESCAPED_CHILD_EXIT, EndState, Expect, Reported};
 
-use crate::report::Status;
-use crate::supervise::{Ended, ProcessInfo, TestRun};
+use crate::report::{Evidence, Status};
+use crate::supervise::{Ended, Mechanism, ProcessInfo, TestRun};
 
-/// The status of a run and why.
-pub fn judge(run: &TestRun, timeout_secs: f64) -> (Status, String) {
-    if let Ended::TimedOut(alive) = &run.ended {
+/// The status of a run, why, and the evidence behind it.
+pub fn judge(run: &TestRun, expect: &Expect, timeout_secs: f64) -> (Status, String, Evidence) {
+    let end = match &run.results.reported {
+        Some(Reported::Passed(end) | Reported::Failed(end, _)) => end.clone(),
+        None => EndState::default(),
+    };
+    let orphans: Vec<&ProcessInfo> = run.leftovers.iter().filter(|p| p.state != 'Z').collect();
+    let evidence = Evidence {
+        processes: run.counts.processes,
+        threads: run.counts.threads,
+        peak_processes: run.counts.peak_processes,
+        zombies: end.zombies.len() as u32,
+        orphans: orphans.len() as u32,
+        sampled: run.mechanism == Mechanism::Sampling,
+        metrics: end.metrics.clone(),
+    };
+    let (status, message) = status_of(run, expect, &evidence, &end, &orphans, timeout_secs);
+    (status, message, evidence)
+}
+
+fn status_of(
+    run: &TestRun,
+    expect: &Expect,
+    evidence: &Evidence,
+    end: &EndState,
+    orphans: &[&ProcessInfo],
+    timeout_secs: f64,
+) -> (Status, String) {
+    match &run.ended {
+        Ended::TimedOut(alive) => {
+            return (
+                Status::TimedOut,
+                format!(
+                    "did not finish within {timeout_secs}s and was stopped (SIGTERM, then SIGKILL){}",
+                    describe_alive(alive)
+                ),
+            );
+        }
+        Ended::TooManyProcesses(live) => {
+            return (
+                Status::Failed,
+                format!(
+                    "{live} processes were alive at once, more than the grader allows: a fork bomb? \
+                     The whole tree was killed"
+                ),
+            );
+        }
+        _ => {}
+    }
+    if !run.results.escaped.is_empty() {
         return (
-            Status::TimedOut,
+            Status::Failed,
             format!(
-                "did not finish within {timeout_secs}s and was stopped (SIGTERM, then SIGKILL){}",
-                describe_alive(alive)
+                "forked child process(es) {:?} returned from the code under test into the test \
+                 harness instead of ending with _exit: they would have run the rest of the test \
+                 a second time",
+                run.results.escaped
             ),
         );
     }
-    match &run.reported {
-        Some(Reported::Passed(end)) => {
-            if !end.zombies.is_empty() {
-                return (
-                    Status::Failed,
-                    format!(
-                        "the test's assertions passed, but {} child process(es) ended and were never \
-                         reaped (zombies {:?}): wait for every child (join/waitpid)",
-                        end.zombies.len(),
-                        end.zombies
-                    ),
-                );
-            }
-            let orphans: Vec<&ProcessInfo> =
-                run.leftovers.iter().filter(|p| p.state != 'Z').collect();
-            if !orphans.is_empty() {
-                return (
-                    Status::Failed,
-                    format!(
-                        "the test's assertions passed, but {} process(es) it created were still running \
-                         after it ended and had to be killed:{}",
-                        orphans.len(),
-                        list(&orphans)
-                    ),
-                );
-            }
-            (Status::Passed, String::new())
-        }
-        Some(Reported::Failed(_, message)) => (Status::Failed, message.trim().to_owned()),
+    match &run.results.reported {
         None => (Status::Failed, unreported(&run.ended)),
+        Some(Reported::Failed(_, message)) => (Status::Failed, message.trim().to_owned()),
+        Some(Reported::Passed(_)) => match contradiction(expect, evidence, end, orphans) {
+            Some(why) => (
+                Status::Failed,
+                format!("the test's assertions passed, but {why}"),
+            ),
+            None => (Status::Passed, String::new()),
+        },
     }
+}
+
+/// What in the process evidence contradicts the exercise, if anything.
+fn contradiction(
+    expect: &Expect,
+    evidence: &Evidence,
+    end: &EndState,
+    orphans: &[&ProcessInfo],
+) -> Option<String> {
+    if !end.zombies.is_empty() {
+        return Some(format!(
+            "{} child process(es) ended and were never reaped (zombies {:?}): wait for every child \
+             (join / waitpid)",
+            end.zombies.len(),
+            end.zombies
+        ));
+    }
+    if !orphans.is_empty() {
+        return Some(format!(
+            "{} process(es) it created were still running after it ended and had to be killed:{}",
+            orphans.len(),
+            list(orphans)
+        ));
+    }
+    if let Some(max) = expect.max_threads
+        && evidence.threads > max
+    {
+        return Some(format!(
+            "it created {} thread(s) (at most {max} expected): this exercise asks for processes, \
+             and threads did the work",
+            evidence.threads
+        ));
+    }
+    if let Some(min) = expect.min_processes
+        && evidence.processes < min
+        && !evidence.sampled
+    {
+        return Some(format!(
+            "it created {} process(es) where at least {min} were expected: the work did not run in \
+             separate processes",
+            evidence.processes
+        ));
+    }
+    if let Some(max) = expect.max_processes
+        && evidence.processes > max
+    {
+        return Some(format!(
+            "it created {} process(es) where at most {max} were expected: processes must be reused \
+             (or not created at all)",
+            evidence.processes
+        ));
+    }
+    None
 }
 
 /// Why a test that never reported is a failure.
@@ -70,7 +154,7 @@ fn unreported(ended: &Ended) -> String {
             "the test process was killed by signal {} before the test finished",
             signal_name(*signal)
         ),
-        Ended::TimedOut(_) => unreachable!("handled before"),
+        Ended::TimedOut(_) | Ended::TooManyProcesses(_) => unreachable!("judged before"),
     }
 }
 
@@ -79,14 +163,11 @@ fn describe_alive(alive: &[ProcessInfo]) -> String {
         return String::new();
     }
     let blocked_on_pipe = alive.iter().filter(|p| p.wchan.contains("pipe")).count();
-    let mut text = format!(
-        "; besides the test process, {} process(es) were alive:",
-        alive.len()
-    );
-    text += &list(&alive.iter().collect::<Vec<_>>());
+    let mut text = format!("; alive then:{}", list(&alive.iter().collect::<Vec<_>>()));
     if blocked_on_pipe > 0 {
         text += &format!(
-            "\n{blocked_on_pipe} blocked in a pipe operation: a write end was probably never closed, or nobody reads"
+            "\n{blocked_on_pipe} blocked in a pipe operation: a write end was probably never closed, \
+             or nobody reads"
         );
     }
     text

@@ -62,7 +62,10 @@ fn the_table_shows_points_per_test_and_totals() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+    // How many children overlap in time depends on scheduling: the peak is redacted.
+    insta::with_settings!({ filters => vec![(r"peak \d+", "peak [n]")] }, {
+        insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+    });
 }
 
 #[test]
@@ -71,5 +74,6 @@ fn the_json_report_keeps_its_contract() {
     assert_eq!(exercise(&report, "procesos")["compiled"], true);
     insta::assert_json_snapshot!(report.take(), {
         ".exercises[].tests[].duration_ms" => "[duration]",
+        ".exercises[].tests[].evidence.peak_processes" => "[peak]",
     });
 }

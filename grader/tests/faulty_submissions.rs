@@ -107,6 +107,18 @@ fn check(path: &Path) -> Result<(), Failed> {
     }
     let report = grade_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut problems = Vec::new();
+    // A faulty submission must fail for its own reason, not because a patch broke the
+    // build: every graded exercise compiles unless the fixture says otherwise.
+    for ex in report["exercises"].as_array().unwrap() {
+        let name = ex["name"].as_str().unwrap();
+        let may_fail = fixture
+            .expect
+            .get(name)
+            .is_some_and(|e| e.compiled == Some(false));
+        if ex["compiled"] != true && !may_fail {
+            problems.push(format!("{name} did not compile: {}", ex["message"]));
+        }
+    }
     for (key, expected) in &fixture.expect {
         let found = find(&report, key);
         compare(key, found, expected, &mut problems);

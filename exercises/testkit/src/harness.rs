@@ -6,12 +6,14 @@
 //! - `--forklab-run NAME`: runs one test for the grader. The grader passes a nonce on
 //!   fd [`NONCE_FD`] (read and closed before the test body runs) and a pipe on fd
 //!   [`RESULT_FD`]. Only after the body has returned, in the process that started it,
-//!   does the harness write the nonce back, with the [`EndState`] it sees: printing "test ... ok" or calling
+//!   does the harness write the nonce back, with the outcome and the [`EndState`] it
+//!   sees (a forked child that returns into the harness reports itself instead): printing "test ... ok" or calling
 //!   `exit(0)` from student code can never produce a pass.
 //! - anything else: a libtest-compatible run (via `libtest-mimic`), so `cargo test` on
 //!   a staged crate works as usual for instructors.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
@@ -24,10 +26,11 @@ use serde::{Deserialize, Serialize};
 pub const NONCE_FD: i32 = 3;
 /// The fd on which the harness reports the outcome.
 pub const RESULT_FD: i32 = 4;
-/// First word of the result line of a test that passed.
-pub const PASS: &str = "forklab-pass";
-/// First word of the result line of a test that failed (its message follows).
-pub const FAIL: &str = "forklab-fail";
+/// First word of the line that reports a test's outcome: `forklab-result NONCE JSON`.
+pub const RESULT: &str = "forklab-result";
+/// First word of the line written by a forked child that returned into the harness:
+/// `forklab-escaped NONCE PID`.
+pub const ESCAPED: &str = "forklab-escaped";
 /// Exit code of a forked child that returned into the harness instead of `_exit`ing.
 pub const ESCAPED_CHILD_EXIT: i32 = 86;
 
@@ -53,11 +56,14 @@ pub struct Test {
 
 /// What the harness sees of its own process once the test body has returned: children
 /// left unreaped (zombies) or still running, and threads still running.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndState {
     pub zombies: Vec<i32>,
     pub live_children: Vec<i32>,
     pub threads: usize,
+    /// Measurements the test recorded with [`record_metric`].
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl EndState {
@@ -70,6 +76,7 @@ impl EndState {
             zombies: zombies.iter().map(|p| p.as_raw()).collect(),
             live_children: live.iter().map(|p| p.as_raw()).collect(),
             threads: crate::procfs::threads(me).unwrap_or(0),
+            metrics: METRICS.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -148,6 +155,16 @@ pub fn run(tests: &[Test]) -> ! {
 }
 
 static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+static METRICS: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
+
+/// Records a measurement (e.g. `overlap_ms`) that the grader shows with the test's
+/// process evidence.
+pub fn record_metric(name: &str, value: f64) {
+    METRICS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_owned(), value);
+}
 
 fn run_for_grader(test: &Test) -> ! {
     // SAFETY: the grader opened fds 3 and 4 for us; each is owned by exactly one File.
@@ -165,13 +182,20 @@ fn run_for_grader(test: &Test) -> ! {
         default_hook(info);
     }));
 
-    let outcome = run_guarded(test.body);
-    let end = serde_json::to_string(&EndState::observe()).expect("serialise end state");
-    let nonce = nonce.trim();
-    let line = match outcome {
-        Ok(()) => format!("{PASS} {nonce} {end}\n"),
-        Err(message) => format!("{FAIL} {nonce} {end}\n{message}"),
+    let nonce = nonce.trim().to_owned();
+    let escape_nonce = nonce.clone();
+    let outcome = run_guarded(test.body, move |pid| {
+        let line = format!("{ESCAPED} {escape_nonce} {pid}\n");
+        // SAFETY: writes a buffer we own to the result fd inherited from the harness.
+        unsafe { libc::write(RESULT_FD, line.as_ptr().cast(), line.len()) };
+    });
+    let record = Record {
+        passed: outcome.is_ok(),
+        end: EndState::observe(),
+        message: outcome.err().unwrap_or_default(),
     };
+    let json = serde_json::to_string(&record).expect("serialise the result");
+    let line = format!("{RESULT} {nonce} {json}\n");
     // Best effort: if student code closed or stole the fd, the grader reports that.
     let _ = result_pipe.write_all(line.as_bytes());
     drop(result_pipe);
@@ -180,11 +204,13 @@ fn run_for_grader(test: &Test) -> ! {
 
 /// Runs `body`, then makes sure the process that returns is the one that started it:
 /// a forked child that returned from student code (instead of `_exit`ing) would
-/// otherwise go on to run the rest of the test a second time.
-fn run_guarded(body: fn()) -> Result<(), String> {
+/// otherwise go on to run the rest of the test a second time. Such a child is told
+/// to `escaped` (with its pid) and ends at once.
+fn run_guarded(body: fn(), escaped: impl Fn(u32)) -> Result<(), String> {
     let started_in = std::process::id();
     let outcome = catch_unwind(AssertUnwindSafe(body));
     if std::process::id() != started_in {
+        escaped(std::process::id());
         eprintln!(
             "forklab: process {} was forked during the test and returned into the test \
              harness instead of ending with _exit: a child must never return to its caller",
@@ -220,32 +246,63 @@ fn run_with_libtest(tests: &[Test]) -> ! {
         .iter()
         .map(|t| {
             let body = t.body;
-            libtest_mimic::Trial::test(t.name, move || run_guarded(body).map_err(Into::into))
+            libtest_mimic::Trial::test(t.name, move || {
+                run_guarded(body, |_| {}).map_err(Into::into)
+            })
         })
         .collect();
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// The JSON part of a result line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Record {
+    passed: bool,
+    end: EndState,
+    message: String,
+}
+
 /// A test's outcome as the harness reported it to the grader.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reported {
     Passed(EndState),
     Failed(EndState, String),
 }
 
-/// Reads what the harness wrote on [`RESULT_FD`]; `None` unless it carries `nonce`
-/// (anything else was not written by the harness).
-pub fn parse_report(text: &str, nonce: &str) -> Option<Reported> {
-    let (first, message) = text.split_once('\n').unwrap_or((text, ""));
-    let mut words = first.splitn(3, ' ');
-    let (kind, got, end) = (words.next()?, words.next()?, words.next()?);
-    if got != nonce {
-        return None;
+/// What the grader read on [`RESULT_FD`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Results {
+    /// The outcome, if a result line carrying the nonce arrived (anything else was not
+    /// written by the harness).
+    pub reported: Option<Reported>,
+    /// Pids of forked children that returned into the harness.
+    pub escaped: Vec<i32>,
+}
+
+/// Reads the lines the harness wrote on [`RESULT_FD`], keeping those with `nonce`.
+pub fn parse_results(text: &str, nonce: &str) -> Results {
+    let mut results = Results::default();
+    for line in text.lines() {
+        let mut words = line.splitn(3, ' ');
+        let (Some(kind), Some(got), Some(rest)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        if got != nonce {
+            continue;
+        }
+        match kind {
+            RESULT => {
+                if let Ok(record) = serde_json::from_str::<Record>(rest) {
+                    results.reported = Some(if record.passed {
+                        Reported::Passed(record.end)
+                    } else {
+                        Reported::Failed(record.end, record.message)
+                    });
+                }
+            }
+            ESCAPED => results.escaped.extend(rest.trim().parse::<i32>().ok()),
+            _ => {}
+        }
     }
-    let end: EndState = serde_json::from_str(end).ok()?;
-    match kind {
-        PASS => Some(Reported::Passed(end)),
-        FAIL => Some(Reported::Failed(end, message.to_owned())),
-        _ => None,
-    }
+    results
 }

@@ -12,7 +12,7 @@ pub fn render(report: &Report, colour: bool) -> String {
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(["exercise", "test", "status", "points"]);
+        .set_header(["exercise", "test", "status", "points", "evidence"]);
     if !colour {
         table.force_no_tty();
     } else {
@@ -35,6 +35,12 @@ pub fn render(report: &Report, colour: bool) -> String {
                 status,
                 Cell::new(format!("{}/{}", points(test.score), points(test.max_score)))
                     .set_alignment(CellAlignment::Right),
+                Cell::new(
+                    test.evidence
+                        .as_ref()
+                        .map(|e| e.summary())
+                        .unwrap_or_default(),
+                ),
             ]);
             if !test.message.is_empty() && exercise.compiled {
                 notes.push(format!(
