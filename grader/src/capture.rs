@@ -2,7 +2,7 @@
 //! between is counted and cut, so a child that floods gigabytes costs nothing.
 
 /// Keeps at most `limit` bytes: half from the start, half from the end.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Capture {
     head: Vec<u8>,
     tail: std::collections::VecDeque<u8>,

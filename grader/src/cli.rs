@@ -1,12 +1,12 @@
 //! The command line: `grader [--solutions | --submission PATH] [--exercise NAME]...
-//! [--format table|json]`.
+//! [--format table|json|markdown]`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::course::{self, Course};
 use crate::grade::{self, Options};
@@ -47,6 +47,16 @@ pub struct Cli {
     /// used automatically where ptrace is refused).
     #[arg(long)]
     pub no_ptrace: bool,
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+/// Subcommands; without one, the grader grades.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Internal: supervise one test in a worker process (see `isolate`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise { job: String },
 }
 
 /// Report formats.
@@ -54,12 +64,22 @@ pub struct Cli {
 pub enum Format {
     Table,
     Json,
+    Markdown,
 }
 
 /// Runs the command line; exit status 0 once a report is written, 2 on a usage or
 /// setup error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Commands::Supervise { job }) = &cli.command {
+        return match crate::isolate::worker_main(job) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("grader worker: {error:#}");
+                ExitCode::from(3)
+            }
+        };
+    }
     match run(&cli) {
         Ok(text) => {
             print!("{text}");
@@ -95,5 +115,6 @@ fn run(cli: &Cli) -> Result<String> {
     Ok(match cli.format {
         Format::Table => report::table::render(&report, std::io::stdout().is_terminal()),
         Format::Json => report::json::render(&report),
+        Format::Markdown => report::markdown::render(&report),
     })
 }

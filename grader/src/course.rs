@@ -51,6 +51,8 @@ struct CourseFile {
 pub struct RubricEntry {
     pub points: f64,
     pub timeout_secs: Option<f64>,
+    /// Shown to a student whose submission fails this test.
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ use forklab_testkit::harness::Listed;
 
 use crate::compile::{self, Build};
 use crate::course::{Course, Exercise};
+use crate::isolate::{self, Job};
 use crate::progress::Progress;
 use crate::report::{ExerciseReport, Report, Status, TestReport};
 use crate::source::Source;
@@ -29,7 +30,7 @@ pub struct Options {
 
 /// Grades `source` against `course`.
 pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Report> {
-    supervise::prepare()?;
+    isolate::prepare_grading_process()?;
     let mechanism = if !options.no_ptrace && supervise::ptrace_available() {
         Mechanism::Ptrace
     } else {
@@ -86,6 +87,7 @@ fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> Exercise
                 output: String::new(),
                 duration_ms: 0,
                 evidence: None,
+                hint: None,
             }
         })
         .collect();
@@ -125,7 +127,12 @@ fn run_exercise(
             cpu_secs: course.limits.cpu_secs,
         };
         let report = if let Some(test) = listed.iter().find(|t| &t.name == name) {
-            let run = supervise::run_test(binary, name, &limits, mechanism)?;
+            let run = isolate::run_in_worker(&Job {
+                binary: binary.to_path_buf(),
+                test: name.clone(),
+                limits,
+                mechanism,
+            })?;
             let (status, message, evidence) = verdict::judge(&run, &test.expect, timeout_secs);
             let passed = status == Status::Passed;
             TestReport {
@@ -141,6 +148,7 @@ fn run_exercise(
                 },
                 duration_ms: run.duration.as_millis() as u64,
                 evidence: Some(evidence),
+                hint: if passed { None } else { entry.hint.clone() },
             }
         } else {
             TestReport {
@@ -152,6 +160,7 @@ fn run_exercise(
                 output: String::new(),
                 duration_ms: 0,
                 evidence: None,
+                hint: None,
             }
         };
         progress.finished_test();

@@ -4,7 +4,7 @@
 //!
 //! The pipeline, one module per step: [`course`] (what to grade, the rubric) →
 //! [`stage`] (scratch crates) → [`compile`] (cargo, JSON messages) → [`supervise`]
-//! (one process tree per test) → [`verdict`] (pass, fail, timeout) → [`report`] (table,
+//! (one process tree per test, each in its own worker: [`isolate`]) → [`verdict`] (pass, fail, timeout) → [`report`] (table,
 //! JSON). [`grade`] runs the pipeline; [`cli`] is the command line.
 
 pub mod capture;
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod compile;
 pub mod course;
 pub mod grade;
+pub mod isolate;
 pub mod progress;
 pub mod report;
 pub mod source;

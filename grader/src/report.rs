@@ -2,6 +2,7 @@
 //! contract) and its renderings.
 
 pub mod json;
+pub mod markdown;
 pub mod table;
 
 use serde::Serialize;
@@ -87,6 +88,9 @@ pub struct TestReport {
     pub duration_ms: u64,
     /// Absent for a test that did not run.
     pub evidence: Option<Evidence>,
+    /// The rubric's hint for this test, shown with a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// One exercise's part of the report.

@@ -46,6 +46,20 @@ fn status_of(
                 ),
             );
         }
+        Ended::SupervisorDied(how) => {
+            return (
+                Status::Failed,
+                format!(
+                    "the grader's supervising process died ({}) while the test ran: code under test \
+                     must never signal its parent or the grader",
+                    if *how > 0 {
+                        format!("killed by {}", signal_name(*how))
+                    } else {
+                        format!("exit code {}", -how)
+                    }
+                ),
+            );
+        }
         Ended::TooManyProcesses(live) => {
             return (
                 Status::Failed,
@@ -154,7 +168,9 @@ fn unreported(ended: &Ended) -> String {
             "the test process was killed by signal {} before the test finished",
             signal_name(*signal)
         ),
-        Ended::TimedOut(_) | Ended::TooManyProcesses(_) => unreachable!("judged before"),
+        Ended::TimedOut(_) | Ended::TooManyProcesses(_) | Ended::SupervisorDied(_) => {
+            unreachable!("judged before")
+        }
     }
 }
 

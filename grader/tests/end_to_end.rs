@@ -77,3 +77,19 @@ fn the_json_report_keeps_its_contract() {
         ".exercises[].tests[].evidence.peak_processes" => "[peak]",
     });
 }
+
+#[test]
+fn the_markdown_feedback_explains_each_failure() {
+    let output = grader()
+        .args(["--exercise", "procesos", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let filters = vec![
+        (r"\(\d+\) panicked", "([tid]) panicked"),
+        (r"peak \d+", "peak [n]"),
+    ];
+    insta::with_settings!({ filters => filters }, {
+        insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+    });
+}

@@ -1,7 +1,9 @@
 //! The corpus of faulty submissions: each file of `tests/faulty/` describes a small
 //! variant of the reference solutions (text patches, extra files) and the verdict the
 //! grader must give it. One trial per file, run one at a time (tests that judge
-//! parallelism need the machine's cores).
+//! parallelism need the machine's cores). Each trial also checks that no process of
+//! the run is left and that the submission was not written to; the whole run checks
+//! that no file of the course outside `target/` changed.
 
 mod support;
 
@@ -11,7 +13,9 @@ use indexmap::IndexMap;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::Deserialize;
 use serde_json::Value;
-use support::{Submission, exercise, grade_json};
+use support::{
+    Submission, course_root, exercise, grade_json, stray_test_processes, tree_fingerprint,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +83,35 @@ fn main() {
             Trial::test(name, move || check(&path))
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let course_before = tree_fingerprint(&course_root());
+    let conclusion = libtest_mimic::run(&args, trials);
+    let changed = changed_files(&course_before, &tree_fingerprint(&course_root()));
+    if !changed.is_empty() && !args.list {
+        eprintln!(
+            "grading the corpus changed files of the course:\n{}",
+            changed.join("\n")
+        );
+        std::process::exit(101);
+    }
+    conclusion.exit();
+}
+
+fn changed_files(
+    before: &std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)>,
+    after: &std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)>,
+) -> Vec<String> {
+    let mut changed: Vec<String> = before
+        .iter()
+        .filter(|(path, meta)| after.get(*path) != Some(meta))
+        .map(|(path, _)| format!("changed or removed: {}", path.display()))
+        .collect();
+    changed.extend(
+        after
+            .keys()
+            .filter(|path| !before.contains_key(*path))
+            .map(|path| format!("created: {}", path.display())),
+    );
+    changed
 }
 
 fn check(path: &Path) -> Result<(), Failed> {
@@ -105,8 +137,19 @@ fn check(path: &Path) -> Result<(), Failed> {
     if let Some(timeout) = fixture.timeout {
         args.extend(["--timeout".to_owned(), timeout.to_string()]);
     }
+    let submitted = tree_fingerprint(submission.path());
     let report = grade_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut problems = Vec::new();
+    if tree_fingerprint(submission.path()) != submitted {
+        problems.push("grading wrote into the submission's checkout".to_owned());
+    }
+    let strays = stray_test_processes();
+    if !strays.is_empty() {
+        problems.push(format!(
+            "processes of the run were left behind:\n{}",
+            strays.join("\n")
+        ));
+    }
     // A faulty submission must fail for its own reason, not because a patch broke the
     // build: every graded exercise compiles unless the fixture says otherwise.
     for ex in report["exercises"].as_array().unwrap() {

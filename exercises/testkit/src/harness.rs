@@ -263,14 +263,14 @@ struct Record {
 }
 
 /// A test's outcome as the harness reported it to the grader.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reported {
     Passed(EndState),
     Failed(EndState, String),
 }
 
 /// What the grader read on [`RESULT_FD`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     /// The outcome, if a result line carrying the nonce arrived (anything else was not
     /// written by the harness).

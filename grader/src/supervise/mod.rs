@@ -25,6 +25,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, pipe2};
+use serde::{Deserialize, Serialize};
 
 use crate::capture::Capture;
 use output::OutputPump;
@@ -41,7 +42,7 @@ pub fn prepare() -> Result<()> {
 }
 
 /// Limits of one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunLimits {
     pub timeout: Duration,
     pub grace: Duration,
@@ -55,7 +56,7 @@ pub struct RunLimits {
 }
 
 /// How the test's main process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ended {
     Exited(i32),
     Signaled(i32),
@@ -63,10 +64,13 @@ pub enum Ended {
     TimedOut(Vec<ProcessInfo>),
     /// More processes than allowed were alive at once; the tree was killed.
     TooManyProcesses(u32),
+    /// The grader's supervising process died (killed by this signal, or a plain exit
+    /// code when negative): code under test signalled its parent.
+    SupervisorDied(i32),
 }
 
 /// Everything observed about one test run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestRun {
     pub ended: Ended,
     /// What the harness reported (only lines carrying the nonce count).

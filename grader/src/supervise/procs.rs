@@ -3,7 +3,7 @@
 use std::fs;
 
 /// A process as seen in `/proc`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     pub pid: i32,
     pub command: String,

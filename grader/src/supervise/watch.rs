@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use super::procs;
 
 /// How the tree is watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mechanism {
     Ptrace,
     Sampling,
@@ -37,7 +37,7 @@ impl Mechanism {
 }
 
 /// What was counted of a test's tree (the test's own process not included).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub processes: u32,
     pub threads: u32,

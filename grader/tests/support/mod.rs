@@ -47,6 +47,52 @@ pub fn exercise<'r>(report: &'r Value, name: &str) -> &'r Value {
         .unwrap_or_else(|| panic!("no exercise {name} in the report"))
 }
 
+/// Processes still running a test binary built by the grader under this course's
+/// default scratch area: after a grading run there must be none.
+pub fn stray_test_processes() -> Vec<String> {
+    let scratch = course_root().join("target").join("forklab-grader");
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(exe) = fs::read_link(entry.path().join("exe")) else {
+            continue;
+        };
+        if exe.starts_with(&scratch) {
+            found.push(format!(
+                "pid {} running {}",
+                entry.file_name().to_string_lossy(),
+                exe.display()
+            ));
+        }
+    }
+    found
+}
+
+/// Size and modification time of every file under `root` except `target/` and `.git/`:
+/// compared before and after grading, it shows any file written outside the scratch area.
+pub fn tree_fingerprint(
+    root: &Path,
+) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if dir != root || (name != "target" && name != ".git") {
+                    pending.push(path);
+                }
+            } else {
+                files.insert(path, (meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    files
+}
+
 /// A student checkout in a temporary directory, made from the reference solutions.
 pub struct Submission {
     dir: TempDir,

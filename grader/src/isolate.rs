@@ -1,0 +1,99 @@
+//! Running each test's supervisor in a process of its own, so that nothing a test does
+//! to its parent (SIGKILL, SIGSTOP, exhausting its fds) reaches the grading process.
+//!
+//! The grading process starts `grader __supervise` per test; that worker becomes the
+//! test's subreaper and tracer ([`crate::supervise`]) and prints the [`TestRun`] as
+//! JSON. If the worker dies instead, the test is judged from that, and whatever is left
+//! of its tree (re-parented to the grading process, itself a subreaper) is killed.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Capture;
+use crate::supervise::{self, Counts, Ended, Mechanism, RunLimits, TestRun};
+
+/// What the grading process tells a supervising worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub binary: std::path::PathBuf,
+    pub test: String,
+    pub limits: RunLimits,
+    pub mechanism: Mechanism,
+}
+
+/// The hidden subcommand that runs one job in a worker.
+pub const WORKER_COMMAND: &str = "__supervise";
+
+/// Runs `job` in a fresh supervising worker and returns what it observed.
+pub fn run_in_worker(job: &Job) -> Result<TestRun> {
+    let exe = std::env::current_exe().context("locating the grader executable")?;
+    let mut worker = Command::new(exe)
+        .arg(WORKER_COMMAND)
+        .arg(serde_json::to_string(job)?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a supervising worker")?;
+    let mut json = Vec::new();
+    worker
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_end(&mut json)?;
+    let status = worker.wait()?;
+    sweep_orphans();
+    if status.success()
+        && let Ok(run) = serde_json::from_slice::<TestRun>(&json)
+    {
+        return Ok(run);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let why = status.signal().unwrap_or(-status.code().unwrap_or(1));
+    Ok(TestRun {
+        ended: Ended::SupervisorDied(why),
+        results: Default::default(),
+        output: Capture::new(0),
+        duration: Duration::ZERO,
+        leftovers: Vec::new(),
+        counts: Counts::default(),
+        mechanism: job.mechanism,
+    })
+}
+
+/// The worker's side: runs the job given on the command line and prints the result.
+pub fn worker_main(job_json: &str) -> Result<()> {
+    let job: Job = serde_json::from_str(job_json).context("reading the job")?;
+    supervise::prepare()?;
+    let run = supervise::run_test(&job.binary, &job.test, &job.limits, job.mechanism)?;
+    println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
+/// Kills and reaps every child of this process: after a worker has ended, any child
+/// left is an orphan of a test, re-parented here.
+pub fn sweep_orphans() {
+    for _ in 0..20 {
+        let children = forklab_testkit::procfs::children(Pid::this());
+        if children.is_empty() {
+            return;
+        }
+        for child in children {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+        }
+    }
+}
+
+/// Makes the grading process a subreaper, so orphans of a dead worker's tests come back
+/// to it rather than to init.
+pub fn prepare_grading_process() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")
+}
