@@ -50,6 +50,8 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
         .arg("--target-dir")
         .arg(&stage.target_dir)
         .env_remove("CARGO_TARGET_DIR")
+        // Staged crates are built once: incremental state would only fill the disk.
+        .env("CARGO_INCREMENTAL", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,12 +67,21 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
     let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut warnings: BTreeMap<String, usize> = BTreeMap::new();
     let mut binaries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut staged_artifacts: Vec<PathBuf> = Vec::new();
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     for message in Message::parse_stream(stdout).flatten() {
         match message {
             Message::CompilerArtifact(artifact) => {
                 progress.compiled(&artifact.target.name);
-                let exercise = exercise_of(&stage.root, artifact.target.src_path.as_std_path());
+                let exercise = exercise_of(&stage.crates, artifact.target.src_path.as_std_path());
+                if exercise.is_some() {
+                    staged_artifacts.extend(
+                        artifact
+                            .filenames
+                            .iter()
+                            .map(|f| f.clone().into_std_path_buf()),
+                    );
+                }
                 if let (Some(exercise), Some(exe), true) = (
                     exercise,
                     artifact.executable,
@@ -81,7 +92,7 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
             }
             Message::CompilerMessage(message) => {
                 let Some(exercise) =
-                    exercise_of(&stage.root, message.target.src_path.as_std_path())
+                    exercise_of(&stage.crates, message.target.src_path.as_std_path())
                 else {
                     continue;
                 };
@@ -101,14 +112,21 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
     let _ = child.wait();
     let cargo_stderr = stderr_reader.join().unwrap_or_default();
 
-    Ok(members
+    let own_binaries = stage.root.join("bin");
+    std::fs::create_dir_all(&own_binaries)?;
+    let builds = members
         .into_iter()
         .map(|name| {
             let build = match (binaries.remove(name), errors.remove(name)) {
-                (Some(test_binary), None) => Build::Built {
-                    test_binary,
-                    warnings: warnings.get(name).copied().unwrap_or(0),
-                },
+                (Some(built), None) => {
+                    let test_binary = own_binaries.join(format!("{name}-hidden"));
+                    std::fs::copy(&built, &test_binary)
+                        .with_context(|| format!("copying {}", built.display()))?;
+                    Build::Built {
+                        test_binary,
+                        warnings: warnings.get(name).copied().unwrap_or(0),
+                    }
+                }
                 (_, Some(found)) => Build::Failed {
                     errors: quote_errors(&found),
                 },
@@ -116,9 +134,15 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
                     errors: cargo_failure(&cargo_stderr),
                 },
             };
-            (name.to_owned(), build)
+            Ok((name.to_owned(), build))
         })
-        .collect())
+        .collect();
+    // The test binaries are copied out: the staged crates' own artifacts (named after
+    // this submission's stage) would only pile up in the shared target directory.
+    for artifact in staged_artifacts {
+        let _ = std::fs::remove_file(artifact);
+    }
+    builds
 }
 
 /// The staged exercise a source file belongs to: the first path component under the

@@ -66,7 +66,7 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
             }
             (None, None) => not_graded(exercise, "was not built".to_owned(), &progress),
         };
-        exercises.push(report);
+        exercises.push(report.with_paths_shown_from(&stage.crates));
     }
     progress.finish();
     Ok(Report::new(source.label(), exercises))

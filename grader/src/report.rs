@@ -116,6 +116,20 @@ pub struct Report {
 }
 
 impl ExerciseReport {
+    /// Rewrites paths under `dir` (the stage, in compiler errors and panic locations)
+    /// relative to it, as a student knows them: `procesos/src/lib.rs`.
+    pub fn with_paths_shown_from(mut self, dir: &std::path::Path) -> Self {
+        let absolute = format!("{}/", dir.display());
+        let relative = format!("{}/", dir.file_name().unwrap_or_default().to_string_lossy());
+        let clean = |text: &mut String| *text = text.replace(&absolute, "").replace(&relative, "");
+        clean(&mut self.message);
+        for test in &mut self.tests {
+            clean(&mut test.message);
+            clean(&mut test.output);
+        }
+        self
+    }
+
     /// Fills `score` and `max_score` from the tests.
     pub fn totalled(mut self) -> Self {
         self.score = total(self.tests.iter().map(|t| t.score));

@@ -36,6 +36,10 @@ pub struct StagedExercise {
 /// A scratch workspace; removed on drop unless kept.
 pub struct Stage {
     pub root: PathBuf,
+    /// Where the staged crates are: `root/<key>/<exercise>`. Cargo names artifacts
+    /// after a crate's path relative to the workspace root, so the key in that path
+    /// keeps the artifacts of different submissions apart in the shared target dir.
+    pub crates: PathBuf,
     pub target_dir: PathBuf,
     pub exercises: Vec<StagedExercise>,
     keep: bool,
@@ -71,7 +75,7 @@ impl Stage {
             .exercises
             .iter()
             .map(|exercise| {
-                let dir = root.join(&exercise.name);
+                let dir = root.join(&key).join(&exercise.name);
                 let problem =
                     stage_exercise(course, source, &exercise.name, &exercise.hidden_tests, &dir)
                         .err()
@@ -83,10 +87,10 @@ impl Stage {
                 }
             })
             .collect::<Vec<_>>();
-        let members: Vec<&str> = exercises
+        let members: Vec<String> = exercises
             .iter()
             .filter(|e| e.problem.is_none())
-            .map(|e| e.name.as_str())
+            .map(|e| format!("{key}/{}", e.name))
             .collect();
         write_workspace_manifest(&course.root, &root, &members)?;
         let lockfile = course.root.join("Cargo.lock");
@@ -94,6 +98,7 @@ impl Stage {
             fs::copy(&lockfile, root.join("Cargo.lock"))?;
         }
         Ok(Self {
+            crates: root.join(&key),
             root,
             target_dir: scratch.join("target"),
             exercises,
@@ -199,7 +204,11 @@ fn member_manifest(instructor_manifest: &Path) -> Result<String> {
 
 /// A workspace manifest with the course's shared settings (package defaults,
 /// dependencies with absolute paths, lints, profiles) and the staged members.
-fn write_workspace_manifest(course_root: &Path, stage_root: &Path, members: &[&str]) -> Result<()> {
+fn write_workspace_manifest(
+    course_root: &Path,
+    stage_root: &Path,
+    members: &[String],
+) -> Result<()> {
     let text = fs::read_to_string(course_root.join("Cargo.toml"))?;
     let course: Table = text.parse()?;
     let course_ws = course
@@ -210,7 +219,7 @@ fn write_workspace_manifest(course_root: &Path, stage_root: &Path, members: &[&s
     workspace.insert("resolver".into(), "3".into());
     workspace.insert(
         "members".into(),
-        Value::Array(members.iter().map(|&m| Value::from(m)).collect()),
+        Value::Array(members.iter().map(|m| Value::from(m.as_str())).collect()),
     );
     for key in ["package", "lints"] {
         if let Some(value) = course_ws.get(key) {
