@@ -34,6 +34,10 @@ pub struct Cli {
     /// Per-test timeout in seconds, replacing the course's and the rubric's.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Overrides a limit of grader/course.toml (repeatable), e.g. `--limit cpu_secs=2`,
+    /// `--limit max_processes=16`, `--limit memory_mb=512`, `--limit output_bytes=4096`.
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    pub limits: Vec<String>,
     /// The course to grade against (default: the workspace the grader was built in).
     #[arg(long, value_name = "DIR")]
     pub course: Option<PathBuf>,
@@ -96,6 +100,9 @@ fn run(cli: &Cli) -> Result<String> {
     let root = cli.course.clone().unwrap_or_else(course::default_root);
     let mut course = Course::load(&root)?;
     course.select(&cli.exercises)?;
+    for assignment in &cli.limits {
+        course.limits.set(assignment)?;
+    }
     let source = match (&cli.submission, cli.solutions) {
         (Some(path), _) => Source::Submission(std::fs::canonicalize(path)?),
         (None, true) => Source::Solutions,

@@ -17,7 +17,7 @@ pub fn default_root() -> PathBuf {
 }
 
 /// Limits applied to each hidden test.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub timeout_secs: f64,
@@ -29,6 +29,24 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Overrides one limit from `KEY=VALUE` (as on the command line: `--limit cpu_secs=2`).
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let (key, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("`{assignment}` is not KEY=VALUE"))?;
+        let mut table = toml::Table::try_from(&*self)?;
+        if !table.contains_key(key) {
+            let known: Vec<&String> = table.keys().collect();
+            bail!("unknown limit `{key}`; the limits are: {known:?}");
+        }
+        let value: toml::Value = format!("v = {value}").parse::<toml::Table>()?["v"].clone();
+        table.insert(key.to_owned(), value);
+        *self = table
+            .try_into()
+            .with_context(|| format!("bad value for `{key}`"))?;
+        Ok(())
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs)
     }

@@ -7,13 +7,13 @@ use anyhow::{Context, Result};
 use forklab_testkit::harness::Listed;
 
 use crate::compile::{self, Build};
-use crate::course::{Course, Exercise};
+use crate::course::{Course, Exercise, Limits};
 use crate::isolate::{self, Job};
 use crate::progress::Progress;
-use crate::report::{ExerciseReport, Report, Status, TestReport};
+use crate::report::{ExerciseReport, Report, Status, SupervisionReport, TestReport};
 use crate::source::Source;
 use crate::stage::Stage;
-use crate::supervise::{self, Mechanism, RunLimits};
+use crate::supervise::{self, Mechanism, RunLimits, Sandbox};
 use crate::verdict;
 
 /// Options of one grading run.
@@ -28,14 +28,63 @@ pub struct Options {
     pub no_ptrace: bool,
 }
 
+/// How tests are watched and confined on this machine, decided once per run.
+struct Supervision {
+    mechanism: Mechanism,
+    sandbox: Option<Sandbox>,
+}
+
+impl Supervision {
+    fn detect(course: &Course, source: &Source, options: &Options) -> Self {
+        let mechanism = if !options.no_ptrace && supervise::ptrace_available() {
+            Mechanism::Ptrace
+        } else {
+            Mechanism::Sampling
+        };
+        let mut read_only = vec![course.root.clone()];
+        if let Source::Submission(checkout) = source {
+            read_only.push(checkout.clone());
+        }
+        let sandbox = Sandbox {
+            read_only,
+            hidden: vec![course.root.join("grader")],
+        };
+        Self {
+            mechanism,
+            sandbox: supervise::sandbox_available(&sandbox).then_some(sandbox),
+        }
+    }
+
+    fn describe(&self, limits: &Limits) -> SupervisionReport {
+        SupervisionReport {
+            tracing: match self.mechanism {
+                Mechanism::Ptrace => {
+                    "ptrace: every fork, clone and exec seen as it happens".to_owned()
+                }
+                Mechanism::Sampling => {
+                    "proc sampling (ptrace refused): counts are lower bounds".to_owned()
+                }
+            },
+            process_cap: format!(
+                "{} processes alive at once, counted by {}",
+                limits.max_processes,
+                self.mechanism.as_str()
+            ),
+            filesystem: match &self.sandbox {
+                Some(_) => {
+                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp"
+                        .to_owned()
+                }
+                None => "none: mount namespaces refused; tests see the real filesystem".to_owned(),
+            },
+        }
+    }
+}
+
 /// Grades `source` against `course`.
 pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Report> {
     isolate::prepare_grading_process()?;
-    let mechanism = if !options.no_ptrace && supervise::ptrace_available() {
-        Mechanism::Ptrace
-    } else {
-        Mechanism::Sampling
-    };
+    let supervision = Supervision::detect(course, source, options);
     let progress = Progress::new(options.progress);
     let stage = Stage::create(course, source, &options.scratch, options.keep)?;
     let builds = compile::build(&stage, &progress)?;
@@ -54,8 +103,14 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
                     warnings,
                 }),
             ) => {
-                let mut report =
-                    run_exercise(course, exercise, test_binary, options, mechanism, &progress)?;
+                let mut report = run_exercise(
+                    course,
+                    exercise,
+                    test_binary,
+                    options,
+                    &supervision,
+                    &progress,
+                )?;
                 if *warnings > 0 {
                     report.message = format!("built with {warnings} warning(s)");
                 }
@@ -69,7 +124,11 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
         exercises.push(report.with_paths_shown_from(&stage.crates));
     }
     progress.finish();
-    Ok(Report::new(source.label(), exercises))
+    Ok(Report::new(
+        source.label(),
+        supervision.describe(&course.limits),
+        exercises,
+    ))
 }
 
 fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> ExerciseReport {
@@ -78,17 +137,7 @@ fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> Exercise
         .iter()
         .map(|(name, entry)| {
             progress.finished_test();
-            TestReport {
-                name: name.clone(),
-                status: Status::NotRun,
-                score: 0.0,
-                max_score: entry.points,
-                message: String::new(),
-                output: String::new(),
-                duration_ms: 0,
-                evidence: None,
-                hint: None,
-            }
+            TestReport::not_run(name, entry.points, String::new())
         })
         .collect();
     ExerciseReport {
@@ -107,7 +156,7 @@ fn run_exercise(
     exercise: &Exercise,
     binary: &Path,
     options: &Options,
-    mechanism: Mechanism,
+    supervision: &Supervision,
     progress: &Progress,
 ) -> Result<ExerciseReport> {
     let listed = list_tests(binary)?;
@@ -131,7 +180,8 @@ fn run_exercise(
                 binary: binary.to_path_buf(),
                 test: name.clone(),
                 limits,
-                mechanism,
+                mechanism: supervision.mechanism,
+                sandbox: supervision.sandbox.clone(),
             })?;
             let (status, message, evidence) = verdict::judge(&run, &test.expect, timeout_secs);
             let passed = status == Status::Passed;
@@ -151,17 +201,11 @@ fn run_exercise(
                 hint: if passed { None } else { entry.hint.clone() },
             }
         } else {
-            TestReport {
-                name: name.clone(),
-                status: Status::NotRun,
-                score: 0.0,
-                max_score: entry.points,
-                message: "the rubric names a hidden test that does not exist".to_owned(),
-                output: String::new(),
-                duration_ms: 0,
-                evidence: None,
-                hint: None,
-            }
+            TestReport::not_run(
+                name,
+                entry.points,
+                "the rubric names a hidden test that does not exist".to_owned(),
+            )
         };
         progress.finished_test();
         tests.push(report);

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Capture;
-use crate::supervise::{self, Counts, Ended, Mechanism, RunLimits, TestRun};
+use crate::supervise::{self, Counts, Ended, Mechanism, RunLimits, Sandbox, TestRun};
 
 /// What the grading process tells a supervising worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +26,7 @@ pub struct Job {
     pub test: String,
     pub limits: RunLimits,
     pub mechanism: Mechanism,
+    pub sandbox: Option<Sandbox>,
 }
 
 /// The hidden subcommand that runs one job in a worker.
@@ -72,7 +73,13 @@ pub fn run_in_worker(job: &Job) -> Result<TestRun> {
 pub fn worker_main(job_json: &str) -> Result<()> {
     let job: Job = serde_json::from_str(job_json).context("reading the job")?;
     supervise::prepare()?;
-    let run = supervise::run_test(&job.binary, &job.test, &job.limits, job.mechanism)?;
+    let run = supervise::run_test(
+        &job.binary,
+        &job.test,
+        &job.limits,
+        job.mechanism,
+        job.sandbox.as_ref(),
+    )?;
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }

@@ -105,14 +105,43 @@ pub struct ExerciseReport {
     pub tests: Vec<TestReport>,
 }
 
+/// How tests were watched and confined on the machine that graded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupervisionReport {
+    /// ptrace, or /proc sampling where ptrace is refused.
+    pub tracing: String,
+    /// The cap on live processes per test, and what counted them.
+    pub process_cap: String,
+    /// The test's view of the filesystem.
+    pub filesystem: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// What was graded: `exercises`, `solutions` or a submission's path.
     pub source: String,
+    pub supervision: SupervisionReport,
     pub score: f64,
     pub max_score: f64,
     pub exercises: Vec<ExerciseReport>,
+}
+
+impl TestReport {
+    /// A test that was not run (its exercise did not build, or it does not exist).
+    pub fn not_run(name: &str, points: f64, message: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: Status::NotRun,
+            score: 0.0,
+            max_score: points,
+            message,
+            output: String::new(),
+            duration_ms: 0,
+            evidence: None,
+            hint: None,
+        }
+    }
 }
 
 impl ExerciseReport {
@@ -140,9 +169,14 @@ impl ExerciseReport {
 
 impl Report {
     /// A report over `exercises`, with totals.
-    pub fn new(source: String, exercises: Vec<ExerciseReport>) -> Self {
+    pub fn new(
+        source: String,
+        supervision: SupervisionReport,
+        exercises: Vec<ExerciseReport>,
+    ) -> Self {
         Self {
             source,
+            supervision,
             score: total(exercises.iter().map(|e| e.score)),
             max_score: total(exercises.iter().map(|e| e.max_score)),
             exercises,

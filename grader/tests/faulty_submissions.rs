@@ -26,6 +26,9 @@ struct Fixture {
     grade: Option<Vec<String>>,
     /// Per-test timeout in seconds for this run.
     timeout: Option<f64>,
+    /// Limits of grader/course.toml overridden for this run.
+    #[serde(default)]
+    limits: IndexMap<String, toml::Value>,
     #[serde(default)]
     patch: Vec<Patch>,
     #[serde(default)]
@@ -64,6 +67,8 @@ struct Expectation {
     full_marks: Option<bool>,
     /// A piece of text the message must contain.
     message: Option<String>,
+    /// A piece of text the captured output must contain.
+    output: Option<String>,
 }
 
 fn main() {
@@ -136,6 +141,9 @@ fn check(path: &Path) -> Result<(), Failed> {
     }
     if let Some(timeout) = fixture.timeout {
         args.extend(["--timeout".to_owned(), timeout.to_string()]);
+    }
+    for (key, value) in &fixture.limits {
+        args.extend(["--limit".to_owned(), format!("{key}={value}")]);
     }
     let submitted = tree_fingerprint(submission.path());
     let report = grade_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -223,6 +231,14 @@ fn compare(key: &str, found: &Value, expected: &Expectation, problems: &mut Vec<
         check(
             "message",
             message.contains(text.as_str()),
+            format!("containing {text:?}"),
+        );
+    }
+    if let Some(text) = &expected.output {
+        let output = found["output"].as_str().unwrap_or_default();
+        check(
+            "output",
+            output.contains(text.as_str()),
             format!("containing {text:?}"),
         );
     }

@@ -71,6 +71,11 @@ pub fn render(report: &Report, colour: bool) -> String {
         points(report.score),
         points(report.max_score)
     );
+    let s = &report.supervision;
+    text += &format!(
+        "supervision: {}; process cap: {}; filesystem: {}\n",
+        s.tracing, s.process_cap, s.filesystem
+    );
     for note in notes {
         text += &format!("\n{note}\n");
     }

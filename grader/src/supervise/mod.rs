@@ -9,6 +9,7 @@
 
 mod output;
 pub mod procs;
+pub mod sandbox;
 pub mod watch;
 
 use std::fs::File;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::capture::Capture;
 use output::OutputPump;
 pub use procs::ProcessInfo;
+pub use sandbox::Sandbox;
 use watch::Watch;
 pub use watch::{Counts, Mechanism};
 
@@ -90,6 +92,7 @@ pub fn run_test(
     name: &str,
     limits: &RunLimits,
     mechanism: Mechanism,
+    sandbox: Option<&Sandbox>,
 ) -> Result<TestRun> {
     let nonce = new_nonce()?;
     let (nonce_read, nonce_write) = pipe2(OFlag::O_CLOEXEC)?;
@@ -109,21 +112,27 @@ pub fn run_test(
         (nonce_read.as_raw_fd(), NONCE_FD),
         (result_write.as_raw_fd(), RESULT_FD),
     ];
+    // (resource, soft, hard): past the CPU soft limit the kernel sends SIGXCPU, which
+    // names the cause; the hard limit one second later is SIGKILL.
     let rlimits = [
-        (libc::RLIMIT_AS, limits.memory_bytes),
-        (libc::RLIMIT_CPU, limits.cpu_secs),
-        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (libc::RLIMIT_CPU, limits.cpu_secs, limits.cpu_secs + 1),
+        (libc::RLIMIT_CORE, 0, 0),
     ];
     let traced = mechanism == Mechanism::Ptrace;
+    let sandbox = sandbox.map(Sandbox::prepare);
     // SAFETY: only async-signal-safe calls (fcntl, dup2, setrlimit, ptrace) between
     // fork and exec.
     unsafe {
         command.pre_exec(move || {
+            if let Some(sandbox) = &sandbox {
+                sandbox.enter()?;
+            }
             place_fds(&fds)?;
-            for (resource, value) in rlimits {
+            for (resource, soft, hard) in rlimits {
                 let limit = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
+                    rlim_cur: soft,
+                    rlim_max: hard,
                 };
                 if libc::setrlimit(resource, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -144,18 +153,18 @@ pub fn run_test(
     // The watch reaps the main process itself; the `Child` handle is not waited on.
     drop(child);
     let pump = OutputPump::start(output_read, limits.output_bytes);
-    let mut watch = Watch::new(main, mechanism).context("starting to trace the test")?;
+    let mut watch =
+        Watch::new(main, mechanism, limits.max_processes).context("starting to trace the test")?;
 
     let deadline = started + limits.timeout;
     let ended = loop {
         watch.step(Duration::from_millis(20));
+        if watch.over_cap() || watch.live_descendants().len() as u32 > limits.max_processes {
+            watch.signal_all(Signal::SIGKILL);
+            break Ended::TooManyProcesses(watch.counts().peak_processes);
+        }
         if let Some(status) = watch.main_status() {
             break ended_of(status);
-        }
-        let live = watch.live_descendants().len() as u32;
-        if live > limits.max_processes {
-            watch.signal_all(Signal::SIGKILL);
-            break Ended::TooManyProcesses(live);
         }
         if Instant::now() >= deadline {
             let alive: Vec<ProcessInfo> =
@@ -203,6 +212,18 @@ pub fn ptrace_available() -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Whether this system lets the grader give tests the `sandbox` (a mount namespace
+/// needs `CAP_SYS_ADMIN`).
+pub fn sandbox_available(sandbox: &Sandbox) -> bool {
+    let prepared = sandbox.prepare();
+    let mut probe = Command::new("/bin/true");
+    // SAFETY: only the syscalls of `enter` between fork and exec.
+    unsafe {
+        probe.pre_exec(move || prepared.enter());
+    }
+    probe.status().is_ok_and(|s| s.success())
 }
 
 /// Moves the given fds onto fixed numbers in the child (clearing close-on-exec).

@@ -57,12 +57,16 @@ pub struct Watch {
     /// Traced tasks whose first stop (the SIGSTOP of a new tracee) is still to come.
     started: HashSet<i32>,
     peak: u32,
+    /// Most live processes allowed (the main one not counted); past it the whole tree is
+    /// killed at once, from inside the event loop, before any new process runs.
+    cap: u32,
+    over_cap: bool,
 }
 
 impl Watch {
     /// Starts watching `main`. With ptrace, `main` must have called `PTRACE_TRACEME`
     /// before `exec`: this waits for its post-exec stop and sets the options.
-    pub fn new(main: Pid, mechanism: Mechanism) -> nix::Result<Self> {
+    pub fn new(main: Pid, mechanism: Mechanism, cap: u32) -> nix::Result<Self> {
         if mechanism == Mechanism::Ptrace {
             loop {
                 match waitpid(main, Some(WaitPidFlag::__WALL))? {
@@ -90,6 +94,8 @@ impl Watch {
             seen_threads: HashMap::new(),
             started: HashSet::from([main.as_raw()]),
             peak: 0,
+            cap,
+            over_cap: false,
         })
     }
 
@@ -148,10 +154,17 @@ impl Watch {
         }
     }
 
-    /// Reaps and handles every pending wait status; returns whether there was any.
+    /// True once more than `cap` processes were alive at once.
+    pub fn over_cap(&self) -> bool {
+        self.over_cap
+    }
+
+    /// Reaps and handles pending wait statuses (a bounded batch, so that a tree that
+    /// keeps creating processes cannot keep the supervisor from checking its limits);
+    /// returns whether there was any.
     fn handle_events(&mut self) -> bool {
         let mut any = false;
-        loop {
+        for _ in 0..512 {
             let status = match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return any,
                 Ok(status) => status,
@@ -169,6 +182,7 @@ impl Watch {
                 _ => {}
             }
         }
+        any
     }
 
     fn on_event(&mut self, pid: Pid, event: i32) {
@@ -182,6 +196,10 @@ impl Watch {
         if created && let Ok(new) = ptrace::getevent(pid) {
             self.classify(new as i32);
         }
+        if self.over_cap {
+            let _ = kill(pid, Signal::SIGKILL);
+            return;
+        }
         let _ = ptrace::cont(pid, None);
     }
 
@@ -191,6 +209,10 @@ impl Watch {
         if signal == Signal::SIGSTOP && self.started.insert(raw) {
             // It may stop before its parent's fork event arrives: classify it now.
             self.classify(raw);
+            if self.over_cap {
+                let _ = kill(pid, Signal::SIGKILL);
+                return;
+            }
             let _ = ptrace::cont(pid, None);
             return;
         }
@@ -214,9 +236,12 @@ impl Watch {
         }
         self.seen_processes.insert(pid);
         self.live.insert(pid);
-        self.peak = self
-            .peak
-            .max(self.live.len() as u32 - u32::from(self.main_status.is_none()));
+        let descendants = self.live.len() as u32 - u32::from(self.main_status.is_none());
+        self.peak = self.peak.max(descendants);
+        if descendants > self.cap && !self.over_cap {
+            self.over_cap = true;
+            self.signal_all(Signal::SIGKILL);
+        }
     }
 
     fn ended(&mut self, tid: i32) {
