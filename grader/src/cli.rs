@@ -51,6 +51,10 @@ pub struct Cli {
     /// used automatically where ptrace is refused).
     #[arg(long)]
     pub no_ptrace: bool,
+    /// Do without the cgroup `pids.max` backstop under the process cap (used
+    /// automatically where cgroups are not writable).
+    #[arg(long)]
+    pub no_cgroup: bool,
     #[command(subcommand)]
     pub command: Option<Commands>,
 }
@@ -109,14 +113,17 @@ fn run(cli: &Cli) -> Result<String> {
         (None, false) => Source::Exercises,
     };
     let options = Options {
-        scratch: cli
-            .scratch
-            .clone()
-            .unwrap_or_else(|| stage::default_scratch(&root)),
+        // Absolute: the scratch path is written into staged manifests and used by
+        // processes with other working directories.
+        scratch: match &cli.scratch {
+            Some(dir) => std::path::absolute(dir)?,
+            None => stage::default_scratch(&root),
+        },
         keep: cli.keep,
         progress: std::io::stderr().is_terminal(),
         timeout_secs: cli.timeout,
         no_ptrace: cli.no_ptrace,
+        no_cgroup: cli.no_cgroup,
     };
     let report = grade::grade(&course, &source, &options)?;
     Ok(match cli.format {

@@ -13,6 +13,7 @@ use crate::progress::Progress;
 use crate::report::{ExerciseReport, Report, Status, SupervisionReport, TestReport};
 use crate::source::Source;
 use crate::stage::Stage;
+use crate::supervise::cgroup::PidsCgroup;
 use crate::supervise::{self, Mechanism, RunLimits, Sandbox};
 use crate::verdict;
 
@@ -26,12 +27,16 @@ pub struct Options {
     pub timeout_secs: Option<f64>,
     /// Watch tests by sampling `/proc` even where ptrace is allowed.
     pub no_ptrace: bool,
+    /// Do without the cgroup `pids.max` backstop even where cgroups are writable.
+    pub no_cgroup: bool,
 }
 
 /// How tests are watched and confined on this machine, decided once per run.
 struct Supervision {
     mechanism: Mechanism,
     sandbox: Option<Sandbox>,
+    /// Whether each test gets a cgroup with `pids.max` under the process cap.
+    pids_cgroup: bool,
 }
 
 impl Supervision {
@@ -52,7 +57,15 @@ impl Supervision {
         Self {
             mechanism,
             sandbox: supervise::sandbox_available(&sandbox).then_some(sandbox),
+            pids_cgroup: !options.no_cgroup && PidsCgroup::available(),
         }
+    }
+
+    /// The kernel's backstop under the supervisor's cap: room for the test's own
+    /// process and for threads (which `pids.max` counts too), so that the supervisor's
+    /// count, which names the cause better, normally acts first.
+    fn pids_max(&self, limits: &Limits) -> Option<u32> {
+        self.pids_cgroup.then_some(2 * limits.max_processes + 16)
     }
 
     fn describe(&self, limits: &Limits) -> SupervisionReport {
@@ -65,11 +78,18 @@ impl Supervision {
                     "proc sampling (ptrace refused): counts are lower bounds".to_owned()
                 }
             },
-            process_cap: format!(
-                "{} processes alive at once, counted by {}",
-                limits.max_processes,
-                self.mechanism.as_str()
-            ),
+            process_cap: match self.pids_max(limits) {
+                Some(max) => format!(
+                    "{} processes alive at once, counted by {}; kernel backstop: cgroup pids.max = {max}",
+                    limits.max_processes,
+                    self.mechanism.as_str()
+                ),
+                None => format!(
+                    "{} processes alive at once, counted by {} (no cgroup backstop: turned off, or cgroups not writable here)",
+                    limits.max_processes,
+                    self.mechanism.as_str()
+                ),
+            },
             filesystem: match &self.sandbox {
                 Some(_) => {
                     "mount namespace: course and submission read-only, grader/ hidden, private /tmp"
@@ -174,6 +194,7 @@ fn run_exercise(
             max_processes: course.limits.max_processes,
             memory_bytes: course.limits.memory_mb << 20,
             cpu_secs: course.limits.cpu_secs,
+            pids_max: supervision.pids_max(&course.limits),
         };
         let report = if let Some(test) = listed.iter().find(|t| &t.name == name) {
             let run = isolate::run_in_worker(&Job {

@@ -60,12 +60,12 @@ fn status_of(
                 ),
             );
         }
-        Ended::TooManyProcesses(live) => {
+        Ended::TooManyProcesses { peak, stopped_by } => {
             return (
                 Status::Failed,
                 format!(
-                    "{live} processes were alive at once, more than the grader allows: a fork bomb? \
-                     The whole tree was killed"
+                    "{peak} processes were alive at once, more than the grader allows: a fork bomb? \
+                     The whole tree was killed (cap enforced by {stopped_by})"
                 ),
             );
         }
@@ -168,7 +168,7 @@ fn unreported(ended: &Ended) -> String {
             "the test process was killed by signal {} before the test finished",
             signal_name(*signal)
         ),
-        Ended::TimedOut(_) | Ended::TooManyProcesses(_) | Ended::SupervisorDied(_) => {
+        Ended::TimedOut(_) | Ended::TooManyProcesses { .. } | Ended::SupervisorDied(_) => {
             unreachable!("judged before")
         }
     }

@@ -62,8 +62,13 @@ fn the_table_shows_points_per_test_and_totals() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    // How many children overlap in time depends on scheduling: the peak is redacted.
-    insta::with_settings!({ filters => vec![(r"peak \d+", "peak [n]")] }, {
+    // How many children overlap in time depends on scheduling, and which supervision
+    // mechanisms are available depends on the machine: both are redacted.
+    let filters = vec![
+        (r"peak \d+", "peak [n]"),
+        (r"(?m)^supervision: .*$", "supervision: [machine-dependent]"),
+    ];
+    insta::with_settings!({ filters => filters }, {
         insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
     });
 }
@@ -75,6 +80,7 @@ fn the_json_report_keeps_its_contract() {
     insta::assert_json_snapshot!(report.take(), {
         ".exercises[].tests[].duration_ms" => "[duration]",
         ".exercises[].tests[].evidence.peak_processes" => "[peak]",
+        ".supervision.*" => "[machine-dependent]",
     });
 }
 

@@ -29,6 +29,9 @@ struct Fixture {
     /// Limits of grader/course.toml overridden for this run.
     #[serde(default)]
     limits: IndexMap<String, toml::Value>,
+    /// Extra grader flags for this run (e.g. `--no-ptrace`).
+    #[serde(default)]
+    flags: Vec<String>,
     #[serde(default)]
     patch: Vec<Patch>,
     #[serde(default)]
@@ -67,6 +70,9 @@ struct Expectation {
     full_marks: Option<bool>,
     /// A piece of text the message must contain.
     message: Option<String>,
+    /// A piece of text the message must contain when the run had the cgroup
+    /// `pids.max` backstop (the report's supervision line says which caps were active).
+    message_with_cgroup: Option<String>,
     /// A piece of text the captured output must contain.
     output: Option<String>,
 }
@@ -145,6 +151,7 @@ fn check(path: &Path) -> Result<(), Failed> {
     for (key, value) in &fixture.limits {
         args.extend(["--limit".to_owned(), format!("{key}={value}")]);
     }
+    args.extend(fixture.flags.iter().cloned());
     let submitted = tree_fingerprint(submission.path());
     let report = grade_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut problems = Vec::new();
@@ -170,9 +177,12 @@ fn check(path: &Path) -> Result<(), Failed> {
             problems.push(format!("{name} did not compile: {}", ex["message"]));
         }
     }
+    let cgroup = report["supervision"]["process_cap"]
+        .as_str()
+        .is_some_and(|cap| cap.contains("cgroup pids.max ="));
     for (key, expected) in &fixture.expect {
         let found = find(&report, key);
-        compare(key, found, expected, &mut problems);
+        compare(key, found, expected, cgroup, &mut problems);
     }
     if problems.is_empty() {
         Ok(())
@@ -193,7 +203,13 @@ fn find<'r>(report: &'r Value, key: &str) -> &'r Value {
     }
 }
 
-fn compare(key: &str, found: &Value, expected: &Expectation, problems: &mut Vec<String>) {
+fn compare(
+    key: &str,
+    found: &Value,
+    expected: &Expectation,
+    cgroup: bool,
+    problems: &mut Vec<String>,
+) {
     let mut check = |field: &str, ok: bool, wanted: String| {
         if !ok {
             problems.push(format!(
@@ -232,6 +248,14 @@ fn compare(key: &str, found: &Value, expected: &Expectation, problems: &mut Vec<
             "message",
             message.contains(text.as_str()),
             format!("containing {text:?}"),
+        );
+    }
+    if let Some(text) = expected.message_with_cgroup.as_ref().filter(|_| cgroup) {
+        let message = found["message"].as_str().unwrap_or_default();
+        check(
+            "message",
+            message.contains(text.as_str()),
+            format!("containing {text:?} (the cgroup backstop was active)"),
         );
     }
     if let Some(text) = &expected.output {

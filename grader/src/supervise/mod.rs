@@ -7,6 +7,7 @@
 //! stdout and stderr captured together with a bound, and rlimits on memory and CPU.
 //! [`watch`] records every process and thread the test creates.
 
+pub mod cgroup;
 mod output;
 pub mod procs;
 pub mod sandbox;
@@ -29,6 +30,7 @@ use nix::unistd::{Pid, pipe2};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Capture;
+use cgroup::PidsCgroup;
 use output::OutputPump;
 pub use procs::ProcessInfo;
 pub use sandbox::Sandbox;
@@ -55,6 +57,9 @@ pub struct RunLimits {
     pub memory_bytes: u64,
     /// CPU seconds of each process (RLIMIT_CPU).
     pub cpu_secs: u64,
+    /// Tasks (processes and threads) the kernel allows the test's cgroup, a backstop
+    /// under `max_processes`; `None` where the grader cannot create cgroups.
+    pub pids_max: Option<u32>,
 }
 
 /// How the test's main process ended.
@@ -65,7 +70,11 @@ pub enum Ended {
     /// Still running at the deadline; the tree was stopped. Lists what was alive then.
     TimedOut(Vec<ProcessInfo>),
     /// More processes than allowed were alive at once; the tree was killed.
-    TooManyProcesses(u32),
+    TooManyProcesses {
+        peak: u32,
+        /// What enforced the cap: the watch's mechanism or `cgroup pids.max`.
+        stopped_by: String,
+    },
     /// The grader's supervising process died (killed by this signal, or a plain exit
     /// code when negative): code under test signalled its parent.
     SupervisorDied(i32),
@@ -121,10 +130,16 @@ pub fn run_test(
     ];
     let traced = mechanism == Mechanism::Ptrace;
     let sandbox = sandbox.map(Sandbox::prepare);
-    // SAFETY: only async-signal-safe calls (fcntl, dup2, setrlimit, ptrace) between
-    // fork and exec.
+    // Where cgroups are refused the supervisor's own count is the only cap.
+    let cgroup = limits.pids_max.and_then(|max| PidsCgroup::create(max).ok());
+    let join_fd = cgroup.as_ref().map(PidsCgroup::join_fd);
+    // SAFETY: only async-signal-safe calls (write, fcntl, dup2, setrlimit, ptrace)
+    // between fork and exec.
     unsafe {
         command.pre_exec(move || {
+            if let Some(fd) = join_fd {
+                cgroup::join(fd)?;
+            }
             if let Some(sandbox) = &sandbox {
                 sandbox.enter()?;
             }
@@ -159,9 +174,21 @@ pub fn run_test(
     let deadline = started + limits.timeout;
     let ended = loop {
         watch.step(Duration::from_millis(20));
-        if watch.over_cap() || watch.live_descendants().len() as u32 > limits.max_processes {
+        let refused = cgroup.as_ref().is_some_and(|c| c.refusals() > 0);
+        if refused
+            || watch.over_cap()
+            || watch.live_descendants().len() as u32 > limits.max_processes
+        {
             watch.signal_all(Signal::SIGKILL);
-            break Ended::TooManyProcesses(watch.counts().peak_processes);
+            kill_cgroup(cgroup.as_ref());
+            break Ended::TooManyProcesses {
+                peak: watch.counts().peak_processes,
+                stopped_by: if refused {
+                    "cgroup pids.max".to_owned()
+                } else {
+                    watch.mechanism().as_str().to_owned()
+                },
+            };
         }
         if let Some(status) = watch.main_status() {
             break ended_of(status);
@@ -182,6 +209,8 @@ pub fn run_test(
         .filter_map(procs::info)
         .collect();
     kill_until_gone(&mut watch);
+    kill_cgroup(cgroup.as_ref());
+    drop(cgroup);
     let output = pump.finish();
     let results = parse_results(&read_available(&result_read), &nonce);
     Ok(TestRun {
@@ -269,6 +298,13 @@ fn ended_of(status: WaitStatus) -> Ended {
         WaitStatus::Exited(_, code) => Ended::Exited(code),
         WaitStatus::Signaled(_, signal, _) => Ended::Signaled(signal as i32),
         _ => Ended::Exited(-1),
+    }
+}
+
+/// SIGKILL to whatever the cgroup still holds (processes the watch may have missed).
+fn kill_cgroup(cgroup: Option<&PidsCgroup>) {
+    if let Some(cgroup) = cgroup {
+        cgroup.kill_all();
     }
 }
 
