@@ -295,6 +295,8 @@ fn cpu_bound_tasks_run_in_parallel() {
         "both workers should have worked"
     );
     let overlap = intervals::parallel_overlap_ns(&busy);
+    // Shown in the report's evidence: how long the two workers were busy at once.
+    forklab_testkit::harness::record_metric("overlap_ms", overlap as f64 / 1e6);
     assert!(
         overlap > 0,
         "the workers never ran at the same time: {busy:?}"

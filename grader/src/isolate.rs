@@ -34,8 +34,9 @@ pub const WORKER_COMMAND: &str = "__supervise";
 
 /// Runs `job` in a fresh supervising worker and returns what it observed.
 pub fn run_in_worker(job: &Job) -> Result<TestRun> {
-    let exe = std::env::current_exe().context("locating the grader executable")?;
-    let mut worker = Command::new(exe)
+    // The running executable itself, even if its file was replaced or deleted since it
+    // started (a rebuild during a long grading run): /proc/self/exe names the inode.
+    let mut worker = Command::new("/proc/self/exe")
         .arg(WORKER_COMMAND)
         .arg(serde_json::to_string(job)?)
         .stdin(Stdio::null())
