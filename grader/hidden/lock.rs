@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use forklab_testkit::harness::{Test, run};
 use forklab_testkit::intervals::now_ns;
-use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_child};
+use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_all, wait_child};
 use lock::{Lock, LockError, count_with_lock, count_without_lock};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::unistd::Pid;
@@ -181,16 +181,6 @@ fn release_when_ready(slots: &SharedSlots, n: u64) {
         "the children did not start"
     );
     slots.set(GO, 1);
-}
-
-/// Waits for every child, within one overall deadline; returns how each ended
-/// (`None`: still running at the deadline, then killed).
-fn wait_all(children: &[Pid], within: Duration) -> Vec<Option<Exit>> {
-    let deadline = Instant::now() + within;
-    children
-        .iter()
-        .map(|&child| wait_child(child, deadline.saturating_duration_since(Instant::now())))
-        .collect()
 }
 
 /// Waits in the test until `condition` holds; panics after 5 s.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use forklab_testkit::harness::{Test, run};
 use forklab_testkit::intervals::now_ns;
-use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_child};
+use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_all, wait_child};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::unistd::Pid;
 use value_array::{AnyArray, AnyValue, Array, RawArray, RawValue, ShmError, TypeCode, Value};
@@ -102,11 +102,7 @@ fn reap(child: Pid, what: &str) {
 /// Waits for every child (each killed and reaped if still running after 10 s in all),
 /// then checks that each ended with code 0: a failure leaves no process behind.
 fn reap_all(children: &[Pid], what: &str) {
-    let ends: Vec<Option<Exit>> = children
-        .iter()
-        .map(|&child| wait_child(child, Duration::from_secs(10)))
-        .collect();
-    for end in ends {
+    for end in wait_all(children, Duration::from_secs(10)) {
         assert_eq!(end, Some(Exit::Code(0)), "{what}: a child failed or hung");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -12,6 +13,7 @@ use cargo_metadata::diagnostic::DiagnosticLevel;
 
 use crate::progress::Progress;
 use crate::stage::{HIDDEN_TARGET, Stage};
+use crate::supervise::Sandbox;
 
 /// How many compiler errors a report quotes per exercise.
 const ERRORS_QUOTED: usize = 3;
@@ -30,7 +32,12 @@ pub enum Build {
 
 /// Builds every staged exercise that could be staged (in one cargo run, going on past
 /// failures) and says, per exercise name, how it went.
-pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Build>> {
+/// The build runs in `sandbox` when given (see [`crate::supervise::sandbox`]).
+pub fn build(
+    stage: &Stage,
+    progress: &Progress,
+    sandbox: Option<&Sandbox>,
+) -> Result<BTreeMap<String, Build>> {
     let members: Vec<&str> = stage
         .exercises
         .iter()
@@ -41,7 +48,15 @@ pub fn build(stage: &Stage, progress: &Progress) -> Result<BTreeMap<String, Buil
         return Ok(BTreeMap::new());
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    if let Some(sandbox) = sandbox {
+        let prepared = sandbox.prepare();
+        // SAFETY: `enter` makes only plain syscalls on strings prepared before the fork.
+        unsafe {
+            command.pre_exec(move || prepared.enter());
+        }
+    }
+    let mut child = command
         .arg("build")
         .arg("--manifest-path")
         .arg(stage.root.join("Cargo.toml"))

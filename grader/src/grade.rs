@@ -37,6 +37,8 @@ struct Supervision {
     sandbox: Option<Sandbox>,
     /// Whether each test gets a cgroup with `pids.max` under the process cap.
     pids_cgroup: bool,
+    /// The filesystem the build of the submission sees, where mount namespaces work.
+    build_sandbox: Option<Sandbox>,
 }
 
 impl Supervision {
@@ -53,11 +55,18 @@ impl Supervision {
         let sandbox = Sandbox {
             read_only,
             hidden: vec![course.root.join("grader")],
+            private_tmp: true,
         };
+        let namespaces = supervise::sandbox_available(&sandbox);
         Self {
             mechanism,
-            sandbox: supervise::sandbox_available(&sandbox).then_some(sandbox),
             pids_cgroup: !options.no_cgroup && PidsCgroup::available(),
+            build_sandbox: namespaces.then(|| Sandbox {
+                read_only: Vec::new(),
+                hidden: vec![course.root.join("solutions"), course.root.join("grader")],
+                private_tmp: false,
+            }),
+            sandbox: namespaces.then_some(sandbox),
         }
     }
 
@@ -92,7 +101,8 @@ impl Supervision {
             },
             filesystem: match &self.sandbox {
                 Some(_) => {
-                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp"
+                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp; \
+                     the build sees neither solutions/ nor grader/"
                         .to_owned()
                 }
                 None => "none: mount namespaces refused; tests see the real filesystem".to_owned(),
@@ -107,7 +117,7 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
     let supervision = Supervision::detect(course, source, options);
     let progress = Progress::new(options.progress);
     let stage = Stage::create(course, source, &options.scratch, options.keep)?;
-    let builds = compile::build(&stage, &progress)?;
+    let builds = compile::build(&stage, &progress, supervision.build_sandbox.as_ref())?;
     stage.remove_hidden_sources();
 
     let total_tests = course.exercises.iter().map(|e| e.rubric.len() as u64).sum();
@@ -244,7 +254,7 @@ fn run_exercise(
 
 /// Asks a hidden test binary for its tests. Runs no student code: listing happens
 /// before any test body.
-fn list_tests(binary: &Path) -> Result<Vec<Listed>> {
+pub fn list_tests(binary: &Path) -> Result<Vec<Listed>> {
     let output = Command::new(binary)
         .arg("--forklab-list")
         .output()

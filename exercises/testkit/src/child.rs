@@ -59,3 +59,14 @@ pub fn wait_child(pid: Pid, timeout: Duration) -> Option<Exit> {
         }
     }
 }
+
+/// Waits for every child in `children` (each a child of this process) within one
+/// overall deadline, `within` from now. Returns how each ended, in order; `None` for one
+/// still running at the deadline, which is then killed and reaped.
+pub fn wait_all(children: &[Pid], within: Duration) -> Vec<Option<Exit>> {
+    let deadline = Instant::now() + within;
+    children
+        .iter()
+        .map(|&child| wait_child(child, deadline.saturating_duration_since(Instant::now())))
+        .collect()
+}

@@ -1,8 +1,10 @@
 //! The filesystem a test sees: in a mount namespace of its own, the course and the
 //! submission are read-only, the grader's directory (hidden tests, rubric) is hidden
 //! under an empty tmpfs, and `/tmp` is a private tmpfs. Code under test can neither
-//! write into the course nor read the hidden tests' sources. Where the system refuses
-//! a mount namespace (no `CAP_SYS_ADMIN`, some containers), tests run without it and the
+//! write into the course nor read the hidden tests' sources. The build of a submission
+//! gets a lighter one: the solutions and the grader's directory hidden, so that
+//! `include!` cannot compile the reference solution in. Where the system refuses a
+//! mount namespace (no `CAP_SYS_ADMIN`, some containers), both run without it and the
 //! report says so.
 
 use std::ffi::CString;
@@ -18,6 +20,8 @@ pub struct Sandbox {
     pub read_only: Vec<PathBuf>,
     /// Covered by an empty tmpfs.
     pub hidden: Vec<PathBuf>,
+    /// Whether `/tmp` is replaced by a private tmpfs.
+    pub private_tmp: bool,
 }
 
 /// The C strings and flags the child needs, prepared before `fork` (no allocation is
@@ -25,7 +29,7 @@ pub struct Sandbox {
 pub struct Prepared {
     read_only: Vec<CString>,
     hidden: Vec<CString>,
-    tmp: CString,
+    tmp: Option<CString>,
     tmpfs: CString,
     root: CString,
 }
@@ -36,7 +40,7 @@ impl Sandbox {
         Prepared {
             read_only: self.read_only.iter().map(|p| c(p)).collect(),
             hidden: self.hidden.iter().map(|p| c(p)).collect(),
-            tmp: c(Path::new("/tmp")),
+            tmp: self.private_tmp.then(|| c(Path::new("/tmp"))),
             tmpfs: c(Path::new("tmpfs")),
             root: c(Path::new("/")),
         }
@@ -81,7 +85,7 @@ impl Prepared {
                     std::ptr::null(),
                 ))?;
             }
-            for path in self.hidden.iter().chain([&self.tmp]) {
+            for path in self.hidden.iter().chain(&self.tmp) {
                 check(libc::mount(
                     self.tmpfs.as_ptr(),
                     path.as_ptr(),
