@@ -54,7 +54,9 @@ impl Supervision {
         }
         let sandbox = Sandbox {
             read_only,
-            hidden: vec![course.root.join("grader")],
+            // A private /dev/shm too: shared-memory objects a test forgets to unlink
+            // vanish with its namespace instead of piling up on the machine.
+            hidden: vec![course.root.join("grader"), "/dev/shm".into()],
             private_tmp: true,
         };
         let namespaces = supervise::sandbox_available(&sandbox);
@@ -101,7 +103,7 @@ impl Supervision {
             },
             filesystem: match &self.sandbox {
                 Some(_) => {
-                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp; \
+                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp and /dev/shm; \
                      the build sees neither solutions/ nor grader/"
                         .to_owned()
                 }

@@ -45,6 +45,10 @@ pub struct Evidence {
     /// True when the tree was watched by sampling `/proc` (ptrace refused): counts are
     /// then lower bounds.
     pub sampled: bool,
+    /// File descriptors the test's process opened and had not closed at its end (pipe
+    /// ends, memfds): a leak.
+    #[serde(default)]
+    pub fds_left_open: u32,
     /// Measurements the test reported (e.g. `overlap_ms`, the time busy intervals of
     /// different processes overlapped).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -64,6 +68,9 @@ impl Evidence {
             (0, o) => format!(" · {o} orphans"),
             (z, o) => format!(" · {z} zombies · {o} orphans"),
         };
+        if self.fds_left_open > 0 {
+            text += &format!(" · {} fds left open", self.fds_left_open);
+        }
         if let Some(overlap) = self.metrics.get("overlap_ms") {
             text += &format!(" · overlap {overlap:.0} ms");
         }

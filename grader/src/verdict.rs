@@ -22,6 +22,7 @@ pub fn judge(run: &TestRun, expect: &Expect, timeout_secs: f64) -> (Status, Stri
         zombies: end.zombies.len() as u32,
         orphans: orphans.len() as u32,
         sampled: run.mechanism == Mechanism::Sampling,
+        fds_left_open: end.open_fds.len() as u32,
         metrics: end.metrics.clone(),
     };
     let (status, message) = status_of(run, expect, &evidence, &end, &orphans, timeout_secs);
@@ -115,6 +116,18 @@ fn contradiction(
             "{} process(es) it created were still running after it ended and had to be killed:{}",
             orphans.len(),
             list(orphans)
+        ));
+    }
+    if !end.open_fds.is_empty() {
+        const SHOWN: usize = 3;
+        let mut fds = end.open_fds[..end.open_fds.len().min(SHOWN)].join(", ");
+        if end.open_fds.len() > SHOWN {
+            fds += &format!(" and {} more", end.open_fds.len() - SHOWN);
+        }
+        return Some(format!(
+            "it left {} file descriptor(s) open that were opened during the test: {fds}. Close \
+             (drop) every pipe end and shared-memory file once no longer used, in every process",
+            end.open_fds.len(),
         ));
     }
     if let Some(max) = expect.max_threads

@@ -64,10 +64,15 @@ pub struct EndState {
     /// Measurements the test recorded with [`record_metric`].
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// File descriptors opened while the test ran and still open at its end, e.g.
+    /// `fd 7 → pipe:[4242]`: an end of a pipe or a shared-memory file never closed.
+    #[serde(default)]
+    pub open_fds: Vec<String>,
 }
 
 impl EndState {
-    fn observe() -> Self {
+    /// What is left at the end of a test, given the descriptors open before it.
+    fn observe(fds_before: &BTreeMap<i32, String>) -> Self {
         let me = nix::unistd::Pid::this();
         let (zombies, live): (Vec<_>, Vec<_>) = crate::procfs::children(me)
             .into_iter()
@@ -77,6 +82,11 @@ impl EndState {
             live_children: live.iter().map(|p| p.as_raw()).collect(),
             threads: crate::procfs::threads(me).unwrap_or(0),
             metrics: METRICS.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            open_fds: crate::procfs::open_fds()
+                .into_iter()
+                .filter(|(fd, target)| fds_before.get(fd) != Some(target))
+                .map(|(fd, target)| format!("fd {fd} → {target}"))
+                .collect(),
         }
     }
 }
@@ -184,6 +194,7 @@ fn run_for_grader(test: &Test) -> ! {
 
     let nonce = nonce.trim().to_owned();
     let escape_nonce = nonce.clone();
+    let fds_before = crate::procfs::open_fds();
     let outcome = run_guarded(test.body, move |pid| {
         let line = format!("{ESCAPED} {escape_nonce} {pid}\n");
         // SAFETY: writes a buffer we own to the result fd inherited from the harness.
@@ -191,7 +202,7 @@ fn run_for_grader(test: &Test) -> ! {
     });
     let record = Record {
         passed: outcome.is_ok(),
-        end: EndState::observe(),
+        end: EndState::observe(&fds_before),
         message: outcome.err().unwrap_or_default(),
     };
     let json = serde_json::to_string(&record).expect("serialise the result");

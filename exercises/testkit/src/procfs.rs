@@ -1,8 +1,10 @@
-//! Facts about processes read from `/proc`: parent, state, threads, children.
+//! Facts about processes read from `/proc`: parent, state, threads, children, open
+//! file descriptors.
 //!
 //! Tests use these to check from outside what student code did (a child really is
 //! another process, it was reaped, no thread did the work).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -82,4 +84,22 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The calling process's open file descriptors, each with what it refers to as
+/// `/proc/self/fd` shows it (`pipe:[4242]`, `/memfd:name (deleted)`, a path). The
+/// descriptor used to list the directory is left out.
+pub fn open_fds() -> BTreeMap<i32, String> {
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            let target = target.to_string_lossy().into_owned();
+            (!target.starts_with("/proc/")).then_some((fd, target))
+        })
+        .collect()
 }
