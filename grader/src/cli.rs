@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::course::{self, Course};
@@ -65,6 +65,46 @@ pub enum Commands {
     /// Internal: supervise one test in a worker process (see `isolate`).
     #[command(name = "__supervise", hide = true)]
     Supervise { job: String },
+    /// The course's self-test: statements, rubrics, solutions pass and stubs fail every
+    /// visible and hidden test, rustfmt and clippy. Exit status 1 with the problems.
+    Check,
+    /// Writes the student repository into DIR: exercises, visible tests, a README and a
+    /// GitHub Classroom workflow; no solutions, hidden tests or rubrics.
+    Export { dir: PathBuf },
+    /// Grades every student's submission under DIR (checkouts, .zip, .tar.gz) into a
+    /// gradebook (grades.csv) and per-student JSON and Markdown feedback.
+    Batch(crate::batch::BatchArgs),
+    /// Writes a Gradescope autograder bundle into DIR (setup.sh, run_autograder, the
+    /// course without its solutions, autograder.zip).
+    Gradescope { dir: PathBuf },
+}
+
+impl Cli {
+    /// The course root, absolute: `--course`, or the workspace the grader was built in.
+    pub fn course_root(&self) -> std::path::PathBuf {
+        let root = self.course.clone().unwrap_or_else(course::default_root);
+        std::path::absolute(&root).unwrap_or(root)
+    }
+
+    /// The grading options these flags ask for. The scratch directory is created and
+    /// resolved (no `..`, no symlink): its path is written into staged manifests,
+    /// compared with the paths cargo reports, and used from other working directories.
+    pub fn grade_options(&self, root: &std::path::Path) -> Result<Options> {
+        let scratch = match &self.scratch {
+            Some(dir) => dir.clone(),
+            None => stage::default_scratch(root),
+        };
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating the scratch directory {}", scratch.display()))?;
+        Ok(Options {
+            scratch: std::fs::canonicalize(&scratch)?,
+            keep: self.keep,
+            progress: std::io::stderr().is_terminal(),
+            timeout_secs: self.timeout,
+            no_ptrace: self.no_ptrace,
+            no_cgroup: self.no_cgroup,
+        })
+    }
 }
 
 /// Report formats.
@@ -73,6 +113,10 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    /// Gradescope's results.json.
+    Gradescope,
+    /// JUnit XML, for CI systems.
+    Junit,
 }
 
 /// Runs the command line; exit status 0 once a report is written, 2 on a usage or
@@ -88,6 +132,12 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if let Some(command @ (Commands::Check | Commands::Export { .. })) = &cli.command {
+        return crate::course_commands::main(&cli, command);
+    }
+    if let Some(command @ (Commands::Batch(_) | Commands::Gradescope { .. })) = &cli.command {
+        return crate::class_commands::main(&cli, command);
+    }
     match run(&cli) {
         Ok(text) => {
             print!("{text}");
@@ -101,7 +151,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<String> {
-    let root = cli.course.clone().unwrap_or_else(course::default_root);
+    let root = cli.course_root();
     let mut course = Course::load(&root)?;
     course.select(&cli.exercises)?;
     for assignment in &cli.limits {
@@ -112,23 +162,16 @@ fn run(cli: &Cli) -> Result<String> {
         (None, true) => Source::Solutions,
         (None, false) => Source::Exercises,
     };
-    let options = Options {
-        // Absolute: the scratch path is written into staged manifests and used by
-        // processes with other working directories.
-        scratch: match &cli.scratch {
-            Some(dir) => std::path::absolute(dir)?,
-            None => stage::default_scratch(&root),
-        },
-        keep: cli.keep,
-        progress: std::io::stderr().is_terminal(),
-        timeout_secs: cli.timeout,
-        no_ptrace: cli.no_ptrace,
-        no_cgroup: cli.no_cgroup,
-    };
+    let options = cli.grade_options(&root)?;
+    let started = std::time::Instant::now();
     let report = grade::grade(&course, &source, &options)?;
     Ok(match cli.format {
         Format::Table => report::table::render(&report, std::io::stdout().is_terminal()),
         Format::Json => report::json::render(&report),
         Format::Markdown => report::markdown::render(&report),
+        Format::Gradescope => {
+            report::gradescope::render(&report, &course, started.elapsed().as_secs_f64())
+        }
+        Format::Junit => report::junit::render(&report),
     })
 }

@@ -71,6 +71,19 @@ pub struct RubricEntry {
     pub timeout_secs: Option<f64>,
     /// Shown to a student whose submission fails this test.
     pub hint: Option<String>,
+    /// When students see this test's result on Gradescope (`--format gradescope`);
+    /// hidden tests default to `after_published`.
+    pub visibility: Option<Visibility>,
+}
+
+/// Gradescope's visibility of a test result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Hidden,
+    AfterDueDate,
+    AfterPublished,
+    Visible,
 }
 
 #[derive(Debug, Deserialize)]

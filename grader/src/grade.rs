@@ -52,12 +52,18 @@ impl Supervision {
         if let Source::Submission(checkout) = source {
             read_only.push(checkout.clone());
         }
+        // A private /tmp would hide the course, the submission or the test binaries
+        // if any of them lives there (a grader run on a copy in a temporary directory).
+        let under_tmp = read_only
+            .iter()
+            .chain([&options.scratch])
+            .any(|path| path.starts_with("/tmp"));
         let sandbox = Sandbox {
             read_only,
             // A private /dev/shm too: shared-memory objects a test forgets to unlink
             // vanish with its namespace instead of piling up on the machine.
             hidden: vec![course.root.join("grader"), "/dev/shm".into()],
-            private_tmp: true,
+            private_tmp: !under_tmp,
         };
         let namespaces = supervise::sandbox_available(&sandbox);
         Self {
@@ -65,7 +71,11 @@ impl Supervision {
             pids_cgroup: !options.no_cgroup && PidsCgroup::available(),
             build_sandbox: namespaces.then(|| Sandbox {
                 read_only: Vec::new(),
-                hidden: vec![course.root.join("solutions"), course.root.join("grader")],
+                // Only what exists can be hidden (a course copy may have no solutions/).
+                hidden: [course.root.join("solutions"), course.root.join("grader")]
+                    .into_iter()
+                    .filter(|p| p.exists())
+                    .collect(),
                 private_tmp: false,
             }),
             sandbox: namespaces.then_some(sandbox),
@@ -102,11 +112,15 @@ impl Supervision {
                 ),
             },
             filesystem: match &self.sandbox {
-                Some(_) => {
-                    "mount namespace: course and submission read-only, grader/ hidden, private /tmp and /dev/shm; \
-                     the build sees neither solutions/ nor grader/"
-                        .to_owned()
-                }
+                Some(sandbox) => format!(
+                    "mount namespace: course and submission read-only, grader/ hidden, private {}; \
+                     the build sees neither solutions/ nor grader/",
+                    if sandbox.private_tmp {
+                        "/tmp and /dev/shm"
+                    } else {
+                        "/dev/shm (/tmp shared: the course or scratch lives there)"
+                    }
+                ),
                 None => "none: mount namespaces refused; tests see the real filesystem".to_owned(),
             },
         }

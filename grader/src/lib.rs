@@ -7,10 +7,16 @@
 //! (one process tree per test, each in its own worker: [`isolate`]) → [`verdict`] (pass, fail, timeout) → [`report`] (table,
 //! JSON). [`grade`] runs the pipeline; [`cli`] is the command line.
 
+pub mod autograder;
+pub mod batch;
 pub mod capture;
+pub mod check;
+pub mod class_commands;
 pub mod cli;
 pub mod compile;
 pub mod course;
+pub mod course_commands;
+pub mod export;
 pub mod grade;
 pub mod isolate;
 pub mod progress;

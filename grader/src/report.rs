@@ -1,14 +1,16 @@
 //! The grading report: a stable data model (serialised as the `--format json`
 //! contract) and its renderings.
 
+pub mod gradescope;
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod table;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of one hidden test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Passed,
@@ -30,7 +32,7 @@ impl Status {
 
 /// What the supervisor saw of a test's process tree (the test's own process not
 /// counted).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Processes the test created (descendants included).
     pub processes: u32,
@@ -51,7 +53,7 @@ pub struct Evidence {
     pub fds_left_open: u32,
     /// Measurements the test reported (e.g. `overlap_ms`, the time busy intervals of
     /// different processes overlapped).
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
@@ -82,7 +84,7 @@ impl Evidence {
 }
 
 /// One hidden test's line in the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestReport {
     pub name: String,
     pub status: Status,
@@ -101,7 +103,7 @@ pub struct TestReport {
 }
 
 /// One exercise's part of the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExerciseReport {
     pub name: String,
     pub score: f64,
@@ -113,7 +115,7 @@ pub struct ExerciseReport {
 }
 
 /// How tests were watched and confined on the machine that graded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SupervisionReport {
     /// ptrace, or /proc sampling where ptrace is refused.
     pub tracing: String,
@@ -124,7 +126,7 @@ pub struct SupervisionReport {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// What was graded: `exercises`, `solutions` or a submission's path.
     pub source: String,

@@ -124,7 +124,8 @@ impl Drop for Stage {
     }
 }
 
-fn stage_key(source: &Source) -> String {
+/// The name of `source`'s stage directory under `<scratch>/stage/`.
+pub fn stage_key(source: &Source) -> String {
     let mut hasher = DefaultHasher::new();
     source.label().hash(&mut hasher);
     let kind = match source {

@@ -64,6 +64,13 @@ fn render_exercise(md: &mut String, exercise: &ExerciseReport) {
     }
 }
 
+/// One failed test's section (heading, message, end of output, hint), on its own.
+pub fn failure(test: &TestReport) -> String {
+    let mut md = String::new();
+    render_failure(&mut md, test);
+    md
+}
+
 fn render_failure(md: &mut String, test: &TestReport) {
     let _ = writeln!(md, "### `{}` — {}\n", test.name, badge(test.status));
     if !test.message.is_empty() {

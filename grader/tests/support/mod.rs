@@ -143,6 +143,11 @@ impl Submission {
         fs::write(&path, text.replacen(find, replace, 1)).unwrap();
     }
 
+    /// Copies the whole checkout to `to` (e.g. into a batch directory).
+    pub fn copy_to(&self, to: &Path) {
+        copy_dir(self.dir.path(), to);
+    }
+
     /// Writes a file anywhere in the checkout (e.g. a `build.rs`).
     pub fn write(&self, relative: &str, text: &str) {
         let path = self.dir.path().join(relative);
@@ -151,7 +156,8 @@ impl Submission {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
