@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use toml::{Table, Value};
+
 use walkdir::WalkDir;
 
 use crate::course::Course;
+use crate::manifest;
 
 const SETUP: &str = include_str!("../templates/gradescope-setup.sh");
 const RUN_AUTOGRADER: &str = include_str!("../templates/gradescope-run_autograder.sh");
@@ -100,20 +101,8 @@ fn rust_version() -> String {
 
 /// The course's workspace manifest with only the members the bundle holds.
 fn workspace_manifest(root: &Path) -> Result<String> {
-    let mut manifest: Table = fs::read_to_string(root.join("Cargo.toml"))?.parse()?;
-    let workspace = manifest
-        .get_mut("workspace")
-        .and_then(Value::as_table_mut)
-        .context("the course's Cargo.toml has no [workspace]")?;
-    workspace.insert(
-        "members".into(),
-        Value::Array(vec!["exercises/*".into(), "grader".into()]),
-    );
-    workspace.insert(
-        "default-members".into(),
-        Value::Array(vec!["grader".into()]),
-    );
-    Ok(manifest.to_string())
+    let members = ["exercises/*".to_owned(), "grader".to_owned()];
+    Ok(manifest::derived(root, &members, &["grader".to_owned()])?.to_string())
 }
 
 /// Copies `root/name` (a file or a tree, without `target/` directories and links) into

@@ -1,30 +1,15 @@
 //! The command line of the instructor's class-scale commands: `grader batch DIR` and
 //! `grader gradescope DIR`.
 
-use std::process::ExitCode;
-
 use anyhow::Result;
 
 use crate::cli::{Cli, Commands};
 use crate::course::Course;
 use crate::{autograder, batch};
 
-/// Runs `command`; exit status 0 once its output is written, 2 on a usage or setup
-/// error (a submission that cannot be graded is a row of the gradebook, not an error).
-pub fn main(cli: &Cli, command: &Commands) -> ExitCode {
-    match run(cli, command) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("grader: {error:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn run(cli: &Cli, command: &Commands) -> Result<String> {
+/// Runs `command` and returns what to print. A submission that cannot be graded is a
+/// row of the gradebook, not an error.
+pub fn run(cli: &Cli, command: &Commands) -> Result<String> {
     match command {
         Commands::Batch(args) => batch::run(cli, args),
         Commands::Gradescope { dir } => {

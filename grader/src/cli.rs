@@ -136,9 +136,14 @@ pub fn main() -> ExitCode {
         return crate::course_commands::main(&cli, command);
     }
     if let Some(command @ (Commands::Batch(_) | Commands::Gradescope { .. })) = &cli.command {
-        return crate::class_commands::main(&cli, command);
+        return print_outcome(crate::class_commands::run(&cli, command));
     }
-    match run(&cli) {
+    print_outcome(run(&cli))
+}
+
+/// Prints what a command produced (exit status 0), or its error (exit status 2).
+fn print_outcome(outcome: Result<String>) -> ExitCode {
+    match outcome {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use toml::{Table, Value};
 
 use crate::course::Course;
+use crate::manifest;
 
 /// Points of one exercise on GitHub Classroom, earned when all its visible tests pass.
 pub const POINTS_PER_EXERCISE: u32 = 10;
@@ -103,7 +104,7 @@ pub fn export(course: &Course, dir: &Path) -> Result<Exported> {
         support.push(package_name(&from)?);
     }
 
-    fs::write(dir.join("Cargo.toml"), workspace_manifest(&manifest)?)?;
+    fs::write(dir.join("Cargo.toml"), workspace_manifest(&course.root)?)?;
     fs::copy(course.root.join("Cargo.lock"), dir.join("Cargo.lock"))
         .context("copying the course's Cargo.lock")?;
     let lock_pruned = prune_lockfile(&dir);
@@ -170,27 +171,8 @@ fn path_dependencies(manifest: &Table) -> Vec<String> {
 
 /// The student workspace: members `exercises/*`, and the course's package defaults,
 /// dependencies, lints and profiles.
-fn workspace_manifest(course: &Table) -> Result<String> {
-    let course_ws = course
-        .get("workspace")
-        .and_then(Value::as_table)
-        .context("the course's Cargo.toml has no [workspace]")?;
-    let mut workspace = Table::new();
-    workspace.insert("resolver".into(), "3".into());
-    workspace.insert(
-        "members".into(),
-        Value::Array(vec![Value::from("exercises/*")]),
-    );
-    for key in ["package", "dependencies", "lints"] {
-        if let Some(value) = course_ws.get(key) {
-            workspace.insert(key.into(), value.clone());
-        }
-    }
-    let mut manifest = Table::new();
-    manifest.insert("workspace".into(), Value::Table(workspace));
-    if let Some(profile) = course.get("profile") {
-        manifest.insert("profile".into(), profile.clone());
-    }
+fn workspace_manifest(root: &Path) -> Result<String> {
+    let manifest = manifest::derived(root, &["exercises/*".to_owned()], &[])?;
     Ok(format!(
         "# The forklab exercises: run one's visible tests with `cargo test -p NAME`.\n\n{manifest}"
     ))

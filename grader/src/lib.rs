@@ -4,8 +4,11 @@
 //!
 //! The pipeline, one module per step: [`course`] (what to grade, the rubric) →
 //! [`stage`] (scratch crates) → [`compile`] (cargo, JSON messages) → [`supervise`]
-//! (one process tree per test, each in its own worker: [`isolate`]) → [`verdict`] (pass, fail, timeout) → [`report`] (table,
-//! JSON). [`grade`] runs the pipeline; [`cli`] is the command line.
+//! (one process tree per test, each in its own worker: [`isolate`]) → [`verdict`]
+//! (pass, fail, timeout) → [`report`] (table, JSON, Markdown, Gradescope, JUnit).
+//! [`grade`] runs the pipeline; [`cli`] is the command line. Instructor commands:
+//! [`check`] (the course's self-test), [`export`] (the students' repository),
+//! [`batch`] (a whole class), [`autograder`] (a Gradescope bundle).
 
 pub mod autograder;
 pub mod batch;
@@ -19,6 +22,7 @@ pub mod course_commands;
 pub mod export;
 pub mod grade;
 pub mod isolate;
+pub mod manifest;
 pub mod progress;
 pub mod report;
 pub mod source;

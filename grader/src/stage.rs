@@ -15,6 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use toml::{Table, Value};
 
 use crate::course::Course;
+use crate::manifest;
 use crate::source::Source;
 
 /// Most bytes and files copied from one submitted `src/`.
@@ -203,44 +204,15 @@ fn member_manifest(instructor_manifest: &Path) -> Result<String> {
     Ok(manifest.to_string())
 }
 
-/// A workspace manifest with the course's shared settings (package defaults,
-/// dependencies with absolute paths, lints, profiles) and the staged members.
+/// A workspace manifest with the course's shared settings (dependencies with absolute
+/// paths) and the staged members.
 fn write_workspace_manifest(
     course_root: &Path,
     stage_root: &Path,
     members: &[String],
 ) -> Result<()> {
-    let text = fs::read_to_string(course_root.join("Cargo.toml"))?;
-    let course: Table = text.parse()?;
-    let course_ws = course
-        .get("workspace")
-        .and_then(Value::as_table)
-        .context("the course's Cargo.toml has no [workspace]")?;
-    let mut workspace = Table::new();
-    workspace.insert("resolver".into(), "3".into());
-    workspace.insert(
-        "members".into(),
-        Value::Array(members.iter().map(|m| Value::from(m.as_str())).collect()),
-    );
-    for key in ["package", "lints"] {
-        if let Some(value) = course_ws.get(key) {
-            workspace.insert(key.into(), value.clone());
-        }
-    }
-    if let Some(Value::Table(deps)) = course_ws.get("dependencies") {
-        let mut deps = deps.clone();
-        for (_, dep) in deps.iter_mut() {
-            if let Some(Value::String(path)) = dep.as_table_mut().and_then(|t| t.get_mut("path")) {
-                *path = course_root.join(path.as_str()).display().to_string();
-            }
-        }
-        workspace.insert("dependencies".into(), Value::Table(deps));
-    }
-    let mut manifest = Table::new();
-    manifest.insert("workspace".into(), Value::Table(workspace));
-    if let Some(profile) = course.get("profile") {
-        manifest.insert("profile".into(), profile.clone());
-    }
+    let mut manifest = manifest::derived(course_root, members, &[])?;
+    manifest::absolute_dependency_paths(&mut manifest, course_root);
     fs::write(stage_root.join("Cargo.toml"), manifest.to_string())?;
     Ok(())
 }
