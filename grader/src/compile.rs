@@ -2,7 +2,7 @@
 //! exercise, the hidden test binary or the compiler's first errors.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use cargo_metadata::Message;
 use cargo_metadata::diagnostic::DiagnosticLevel;
 
+use crate::drain;
 use crate::progress::Progress;
 use crate::stage::{HIDDEN_TARGET, Stage};
 use crate::supervise::Sandbox;
@@ -72,12 +73,7 @@ pub fn build(
         .stderr(Stdio::piped())
         .spawn()
         .context("running cargo")?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let stderr_reader = drain::text(child.stderr.take().expect("piped stderr"));
 
     let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut warnings: BTreeMap<String, usize> = BTreeMap::new();

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod compile;
 pub mod course;
 pub mod course_commands;
+pub mod drain;
 pub mod export;
 pub mod grade;
 pub mod isolate;

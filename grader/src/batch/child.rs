@@ -3,7 +3,6 @@
 //! process group (killed whole past the wall-time cap), and its peak resident memory is
 //! sampled from `/proc` while it runs.
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::drain;
 use crate::report::Report;
 
 /// How often the child is polled (exit, memory).
@@ -39,18 +39,8 @@ pub fn grade(checkout: &Path, common_args: &[String], wall_limit: Duration) -> R
         .spawn()
         .context("starting a grader for the submission")?;
     let pid = Pid::from_raw(child.id() as i32);
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let out_reader = drain::bytes(child.stdout.take().expect("piped"));
+    let err_reader = drain::text(child.stderr.take().expect("piped"));
 
     let started = Instant::now();
     let mut peak_rss_kib = 0;

@@ -3,7 +3,7 @@
 //! lines. A solution must pass every listed test; a stub must fail every one.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +16,7 @@ use cargo_metadata::diagnostic::DiagnosticLevel;
 use super::packages::{Kind, Package, of};
 use super::{Aspect, Outcome, cargo, head, list};
 use crate::course::Course;
+use crate::drain;
 
 /// Longest a visible test binary may run before it is killed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -159,12 +160,7 @@ fn build(root: &Path, packages: &[&Package], target_dir: &Path) -> Result<Built>
         .stderr(Stdio::piped())
         .spawn()
         .context("running cargo test --no-run")?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let stderr_reader = drain::text(child.stderr.take().expect("piped stderr"));
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     for message in Message::parse_stream(stdout).flatten() {
         match message {
@@ -247,12 +243,7 @@ fn run_with_timeout(command: &mut Command) -> Result<(String, bool)> {
         .stderr(Stdio::null())
         .spawn()
         .context("running a visible test binary")?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stdout.read_to_end(&mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
+    let reader = drain::text(child.stdout.take().expect("piped stdout"));
     let start = Instant::now();
     let mut timed_out = false;
     while child.try_wait()?.is_none() {
