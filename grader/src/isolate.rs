@@ -52,6 +52,8 @@ pub fn run_in_worker(job: &Job) -> Result<TestRun> {
         .read_to_end(&mut json)?;
     let status = worker.wait()?;
     sweep_orphans();
+    // A worker killed by its test could not remove the test's cgroup: do it here.
+    crate::supervise::cgroup::remove_left_by(worker.id());
     if status.success()
         && let Ok(run) = serde_json::from_slice::<TestRun>(&json)
     {

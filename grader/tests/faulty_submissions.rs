@@ -1,9 +1,9 @@
 //! The corpus of faulty submissions: each file of `tests/faulty/` describes a small
 //! variant of the reference solutions (text patches, extra files) and the verdict the
 //! grader must give it. One trial per file, run one at a time (tests that judge
-//! parallelism need the machine's cores). Each trial also checks that no process of
-//! the run is left and that the submission was not written to; the whole run checks
-//! that no file of the course outside `target/` changed.
+//! parallelism need the machine's cores). Each trial also checks that no process (nor
+//! test cgroup) of the run is left and that the submission was not written to; the
+//! whole run checks that no file of the course outside `target/` changed.
 
 mod support;
 
@@ -167,6 +167,10 @@ fn check(path: &Path) -> Result<(), Failed> {
             "processes of the run were left behind:\n{}",
             strays.join("\n")
         ));
+    }
+    let cgroups = grader::supervise::cgroup::leftovers();
+    if !cgroups.is_empty() {
+        problems.push(format!("cgroups of the run were left behind: {cgroups:?}"));
     }
     // A faulty submission must fail for its own reason, not because a patch broke the
     // build: every graded exercise compiles unless the fixture says otherwise.

@@ -34,7 +34,7 @@ impl PidsCgroup {
         static SEQUENCE: AtomicU32 = AtomicU32::new(0);
         let parent = own_pids_cgroup().context("no writable pids cgroup")?;
         let dir = parent.join(format!(
-            "forklab-{}-{}",
+            "{PREFIX}{}-{}",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         ));
@@ -87,6 +87,51 @@ impl PidsCgroup {
     }
 }
 
+/// The prefix of every test cgroup's name: `forklab-<supervisor pid>-<sequence>`.
+const PREFIX: &str = "forklab-";
+
+/// Test cgroups still present beside the calling process's own cgroup: made by a
+/// supervisor that died before removing its own (the test killed it).
+pub fn leftovers() -> Vec<PathBuf> {
+    let Some(parent) = own_pids_cgroup() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes the test cgroups a dead supervisor (`pid`) left, after killing anything
+/// still in them. Called by the grading process once a worker has ended.
+pub fn remove_left_by(pid: u32) {
+    let mine = format!("{PREFIX}{pid}-");
+    for dir in leftovers() {
+        if dir
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with(&mine))
+        {
+            remove(&dir);
+        }
+    }
+}
+
+/// Kills what `dir` (a cgroup) holds and removes it, trying for at most 5 s.
+fn remove(dir: &Path) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while fs::remove_dir(dir).is_err() && Instant::now() < until {
+        let members = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in members.lines().filter_map(|line| line.trim().parse().ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Joins the cgroup whose `cgroup.procs` is open as `fd`. Async-signal-safe: for use
 /// between fork and exec.
 pub fn join(fd: RawFd) -> std::io::Result<()> {
@@ -102,11 +147,7 @@ impl Drop for PidsCgroup {
     fn drop(&mut self) {
         // A cgroup can only be removed once empty; its members are the test's leftovers
         // that the watch has already killed, or is about to reap.
-        let until = Instant::now() + Duration::from_secs(5);
-        while fs::remove_dir(&self.dir).is_err() && Instant::now() < until {
-            self.kill_all();
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        remove(&self.dir);
     }
 }
 
