@@ -9,11 +9,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forklab_testkit::harness::{Test, run};
-use forklab_testkit::intervals::now_ns;
-use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_all, wait_child};
+use forklab_testkit::intervals::{ms, now_ns};
+use forklab_testkit::procfs::until;
+use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_all, wait_child};
 use lock::{Lock, LockError, count_with_lock, count_without_lock};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::unistd::Pid;
@@ -86,10 +87,6 @@ fn main() {
     ])
 }
 
-fn me() -> u64 {
-    u64::from(std::process::id())
-}
-
 // ---------------------------------------------------------------------------------
 // Recording the processes the submission forks.
 
@@ -109,7 +106,7 @@ extern "C" fn note_child() {
     let i = slots.add(0, 1);
     if i < MOST_FORKS {
         let i = i as usize;
-        slots.set(1 + 2 * i, me());
+        slots.set(1 + 2 * i, my_pid());
         slots.set(2 + 2 * i, nix::unistd::getppid().as_raw() as u64);
     }
 }
@@ -149,8 +146,8 @@ fn check_children(what: &str, forked: &[(u64, u64)], processes: usize) {
         forked.len()
     );
     for &(pid, parent) in forked {
-        assert_ne!(pid, me(), "a child has the caller's pid");
-        assert_eq!(parent, me(), "child {pid} is not a child of the caller");
+        assert_ne!(pid, my_pid(), "a child has the caller's pid");
+        assert_eq!(parent, my_pid(), "child {pid} is not a child of the caller");
         assert!(
             !procfs::exists(Pid::from_raw(pid as i32)),
             "{what} returned while child {pid} still exists (not reaped, or still running)"
@@ -181,18 +178,6 @@ fn release_when_ready(slots: &SharedSlots, n: u64) {
         "the children did not start"
     );
     slots.set(GO, 1);
-}
-
-/// Waits in the test until `condition` holds; panics after 5 s.
-fn until(what: &str, condition: impl FnMut() -> bool) {
-    assert!(
-        procfs::eventually(Duration::from_secs(5), condition),
-        "{what}"
-    );
-}
-
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 // ---------------------------------------------------------------------------------
@@ -247,7 +232,7 @@ fn locked_increments_from_processes_are_exact() {
     let children: Vec<Pid> = (0..PROCESSES)
         .map(|i| {
             fork_child(|| {
-                pids.push(me());
+                pids.push(my_pid());
                 start_together(&slots);
                 for _ in 0..INCREMENTS {
                     // Half the children use acquire/release, half the guard.
@@ -273,7 +258,7 @@ fn locked_increments_from_processes_are_exact() {
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), PROCESSES, "the children are distinct processes");
-    assert!(!seen.contains(&me()));
+    assert!(!seen.contains(&my_pid()));
     assert_eq!(
         slots.get(COUNTER),
         PROCESSES as u64 * INCREMENTS,

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use forklab_testkit::harness::{Test, run};
-use forklab_testkit::intervals::now_ns;
-use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_child};
+use forklab_testkit::intervals::{ms, now_ns};
+use forklab_testkit::procfs::until;
+use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_child};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pipe_queue::{Error, Queue, pipe};
@@ -70,22 +71,6 @@ fn main() {
     ])
 }
 
-fn me() -> u64 {
-    u64::from(std::process::id())
-}
-
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
-}
-
-/// Polls `condition` for up to 5 s; panics with `what` if it never holds.
-fn until(what: &str, condition: impl FnMut() -> bool) {
-    assert!(
-        procfs::eventually(Duration::from_secs(5), condition),
-        "{what}"
-    );
-}
-
 /// Waits for every child (at most `timeout` in all); kills and reaps the late ones.
 fn wait_all(children: &[Pid], timeout: Duration) -> Vec<Option<Exit>> {
     let deadline = std::time::Instant::now() + timeout;
@@ -112,7 +97,7 @@ struct Item {
 impl Item {
     fn new(id: u64, len: usize) -> Self {
         Item {
-            producer_pid: me(),
+            producer_pid: my_pid(),
             id,
             body: (0..len).map(|i| (id as usize * 31 + i * 7) as u8).collect(),
         }
@@ -177,7 +162,7 @@ fn run_queue(
                     } else {
                         u64::MAX
                     };
-                    got_ref.push_all(&[me(), producer, item.id]);
+                    got_ref.push_all(&[my_pid(), producer, item.id]);
                     count_ref.add(0, 1);
                 }
             })
@@ -269,7 +254,7 @@ fn producers_and_consumers_are_distinct_processes() {
     let mut everyone: Vec<u64> = producers.clone();
     everyone.extend(by_consumer.keys());
     assert!(
-        !everyone.contains(&me()),
+        !everyone.contains(&my_pid()),
         "the test process itself produced or consumed"
     );
     everyone.sort_unstable();
@@ -471,7 +456,10 @@ fn a_pipe_carries_values_both_ways_between_processes() {
                 Request::Stop => break,
             };
             there
-                .send(&Reply { pid: me(), answer })
+                .send(&Reply {
+                    pid: my_pid(),
+                    answer,
+                })
                 .expect("send in the server");
         }
     });

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use forklab_testkit::harness::{Test, run};
-use forklab_testkit::{SharedSlots, procfs};
+use forklab_testkit::{SharedSlots, my_pid, procfs};
 use nix::unistd::Pid;
 use procesos::{Process, ProcessError};
 
@@ -36,10 +36,6 @@ fn main() {
     ])
 }
 
-fn me() -> u64 {
-    u64::from(std::process::id())
-}
-
 fn finished(target: impl FnOnce() + Send + 'static) -> Process {
     let mut p = Process::new(target);
     p.start().expect("start");
@@ -55,9 +51,21 @@ fn child_is_another_process_whose_parent_is_the_caller() {
         record.set(1, nix::unistd::getppid().as_raw() as u64);
     });
     let pid = p.pid().expect("pid after start").as_raw() as u64;
-    assert_eq!(seen.get(0), pid, "pid() is the pid of the process that ran the target");
-    assert_ne!(seen.get(0), me(), "the target ran in the caller's own process");
-    assert_eq!(seen.get(1), me(), "the child's parent is the process that called start()");
+    assert_eq!(
+        seen.get(0),
+        pid,
+        "pid() is the pid of the process that ran the target"
+    );
+    assert_ne!(
+        seen.get(0),
+        my_pid(),
+        "the target ran in the caller's own process"
+    );
+    assert_eq!(
+        seen.get(1),
+        my_pid(),
+        "the child's parent is the process that called start()"
+    );
 }
 
 fn target_runs_in_the_child_not_on_a_thread() {
@@ -69,9 +77,17 @@ fn target_runs_in_the_child_not_on_a_thread() {
     });
     p.start().expect("start");
     let me = Pid::this();
-    assert_eq!(procfs::threads(me), Some(1), "start() created a thread in the caller");
+    assert_eq!(
+        procfs::threads(me),
+        Some(1),
+        "start() created a thread in the caller"
+    );
     let child = p.pid().expect("pid");
-    assert_eq!(procfs::parent(child), Some(me), "the child is a process of the caller");
+    assert_eq!(
+        procfs::parent(child),
+        Some(me),
+        "the child is a process of the caller"
+    );
     p.join().expect("join");
     assert_eq!(seen.get(0), child.as_raw() as u64);
 }
@@ -101,7 +117,10 @@ fn is_alive_tracks_the_child() {
         procfs::eventually(Duration::from_secs(5), || !p.is_alive()),
         "not alive once the child has ended"
     );
-    assert!(!procfs::exists(pid), "is_alive() saw the child end but left a zombie");
+    assert!(
+        !procfs::exists(pid),
+        "is_alive() saw the child end but left a zombie"
+    );
     assert_eq!(p.exitcode(), Some(0));
 }
 
@@ -113,7 +132,10 @@ fn join_reaps_the_child() {
     for p in &mut children {
         p.join().expect("join");
         let pid = p.pid().expect("pid");
-        assert!(!procfs::exists(pid), "child {pid} is still in the process table after join");
+        assert!(
+            !procfs::exists(pid),
+            "child {pid} is still in the process table after join"
+        );
     }
     assert_eq!(procfs::zombie_children(), vec![], "zombies left after join");
     for p in &mut children {
@@ -168,12 +190,16 @@ fn panic_never_unwinds_into_the_caller() {
     p.start().expect("start");
     // Only the caller may get here; a child whose panic was caught without `_exit`
     // would come back from start() and record itself too.
-    ran_after_start.push(me());
+    ran_after_start.push(my_pid());
     p.join().expect("join");
-    assert_eq!(p.exitcode(), Some(1), "a panic in the target gives exit code 1");
+    assert_eq!(
+        p.exitcode(),
+        Some(1),
+        "a panic in the target gives exit code 1"
+    );
     assert_eq!(
         ran_after_start.pushed(),
-        vec![me()],
+        vec![my_pid()],
         "the child returned from start() into the caller's code"
     );
 }
@@ -181,7 +207,10 @@ fn panic_never_unwinds_into_the_caller() {
 fn errors_are_values() {
     let mut p = Process::new(|| {});
     assert_eq!(p.join(), Err(ProcessError::NotStarted));
-    assert_eq!(p.join_timeout(Duration::from_millis(1)), Err(ProcessError::NotStarted));
+    assert_eq!(
+        p.join_timeout(Duration::from_millis(1)),
+        Err(ProcessError::NotStarted)
+    );
     assert_eq!(p.terminate(), Err(ProcessError::NotStarted));
     assert_eq!(p.kill(), Err(ProcessError::NotStarted));
     assert_eq!(p.pid(), None);
@@ -201,5 +230,9 @@ fn memory_is_isolated() {
         std::process::exit(unsafe { *child_view.add(2) } as i32);
     });
     assert_eq!(p.exitcode(), Some(99), "the child reads back its own write");
-    assert_eq!(*data, [1, 2, 3, 4], "the child's write changed the parent's memory");
+    assert_eq!(
+        *data,
+        [1, 2, 3, 4],
+        "the child's write changed the parent's memory"
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use forklab_testkit::harness::{Test, run};
 use forklab_testkit::intervals::now_ns;
-use forklab_testkit::{Exit, SharedSlots, fork_child, procfs, wait_all, wait_child};
+use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_all, wait_child};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::unistd::Pid;
 use value_array::{AnyArray, AnyValue, Array, RawArray, RawValue, ShmError, TypeCode, Value};
@@ -90,10 +90,6 @@ fn main() {
     ])
 }
 
-fn me() -> u64 {
-    u64::from(std::process::id())
-}
-
 /// Waits for `child` to end with code 0 (at most 10 s; it is killed and reaped if not).
 fn reap(child: Pid, what: &str) {
     reap_all(&[child], what);
@@ -124,7 +120,7 @@ fn workers(k: usize, who: &SharedSlots, work: impl Fn(usize)) {
         .map(|i| {
             let work = &work;
             fork_child(move || {
-                who.set(2 * i, me());
+                who.set(2 * i, my_pid());
                 who.set(2 * i + 1, nix::unistd::getppid().as_raw() as u64);
                 work(i);
             })
@@ -135,11 +131,14 @@ fn workers(k: usize, who: &SharedSlots, work: impl Fn(usize)) {
     for i in 0..k {
         assert_eq!(
             who.get(2 * i + 1),
-            me(),
+            my_pid(),
             "worker {i} is not a child of the test"
         );
     }
-    assert!(!pids.contains(&me()), "the test process did a worker's job");
+    assert!(
+        !pids.contains(&my_pid()),
+        "the test process did a worker's job"
+    );
     pids.sort_unstable();
     pids.dedup();
     assert_eq!(

@@ -19,6 +19,11 @@ pub enum Exit {
     Signal(i32),
 }
 
+/// This process's pid as a `u64`, the form tests record in [`crate::SharedSlots`].
+pub fn my_pid() -> u64 {
+    u64::from(std::process::id())
+}
+
 /// Forks a child that runs `body` and then `_exit`s: 0 if `body` returned, 101 if it
 /// panicked. Returns the child's pid in the parent.
 pub fn fork_child(body: impl FnOnce()) -> Pid {

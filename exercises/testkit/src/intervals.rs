@@ -84,3 +84,8 @@ pub fn distinct_pids(intervals: &[Interval]) -> usize {
     pids.dedup();
     pids.len()
 }
+
+/// `ns` nanoseconds in milliseconds, for messages.
+pub fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}

@@ -10,5 +10,5 @@ pub mod intervals;
 pub mod procfs;
 pub mod shared;
 
-pub use child::{Exit, fork_child, wait_all, wait_child};
+pub use child::{Exit, fork_child, my_pid, wait_all, wait_child};
 pub use shared::SharedSlots;

@@ -86,6 +86,12 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Waits up to 5 s for `condition` (a fact about another process); panics with `what`
+/// if it never holds.
+pub fn until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(eventually(Duration::from_secs(5), condition), "{what}");
+}
+
 /// The calling process's open file descriptors, each with what it refers to as
 /// `/proc/self/fd` shows it (`pipe:[4242]`, `/memfd:name (deleted)`, a path). The
 /// descriptor used to list the directory is left out.
