@@ -121,6 +121,14 @@ fn judge(aspect: Aspect, report: &Report, listings: &Listings) -> Outcome {
                 ),
             );
         }
+        // The grader reports warnings of the staged build (solution and hidden tests
+        // together) in the exercise's message; a course ships none.
+        if solutions && exercise.compiled && !exercise.message.is_empty() {
+            outcome.problem(
+                name,
+                format!("the solution with its hidden tests {}", exercise.message),
+            );
+        }
         let listed = listings.get(name).cloned().flatten();
         for test in &exercise.tests {
             if listed.as_ref().is_some_and(|l| !l.contains(&test.name)) {
