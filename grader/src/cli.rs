@@ -86,6 +86,17 @@ impl Cli {
         std::path::absolute(&root).unwrap_or(root)
     }
 
+    /// The course these flags name: `--course` (or this workspace), narrowed to the
+    /// `--exercise`s, with the `--limit` overrides applied.
+    pub fn load_course(&self) -> Result<Course> {
+        let mut course = Course::load(&self.course_root())?;
+        course.select(&self.exercises)?;
+        for assignment in &self.limits {
+            course.limits.set(assignment)?;
+        }
+        Ok(course)
+    }
+
     /// The grading options these flags ask for. The scratch directory is created and
     /// resolved (no `..`, no symlink): its path is written into staged manifests,
     /// compared with the paths cargo reports, and used from other working directories.
@@ -156,18 +167,13 @@ fn print_outcome(outcome: Result<String>) -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<String> {
-    let root = cli.course_root();
-    let mut course = Course::load(&root)?;
-    course.select(&cli.exercises)?;
-    for assignment in &cli.limits {
-        course.limits.set(assignment)?;
-    }
+    let course = cli.load_course()?;
     let source = match (&cli.submission, cli.solutions) {
         (Some(path), _) => Source::Submission(std::fs::canonicalize(path)?),
         (None, true) => Source::Solutions,
         (None, false) => Source::Exercises,
     };
-    let options = cli.grade_options(&root)?;
+    let options = cli.grade_options(&course.root)?;
     let started = std::time::Instant::now();
     let report = grade::grade(&course, &source, &options)?;
     Ok(match cli.format {

@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use crate::check;
 use crate::cli::{Cli, Commands};
-use crate::course::Course;
 use crate::export;
 
 /// Runs `command`; exit status 0 on success, 1 when `check` finds problems, 2 on a
@@ -24,12 +23,10 @@ pub fn main(cli: &Cli, command: &Commands) -> ExitCode {
 }
 
 fn run(cli: &Cli, command: &Commands) -> Result<bool> {
-    let root = cli.course_root();
-    let mut course = Course::load(&root)?;
-    course.select(&cli.exercises)?;
+    let course = cli.load_course()?;
     match command {
         Commands::Check => {
-            let options = cli.grade_options(&root)?;
+            let options = cli.grade_options(&course.root)?;
             let findings = check::check(&course, &options, &|step| {
                 eprintln!("grader check: {step}");
             })?;

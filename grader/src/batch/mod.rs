@@ -23,9 +23,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::cli::Cli;
-use crate::course::{self, Course};
+use crate::course::Course;
 use crate::report::{self, Report, points};
-use crate::stage;
 use gradebook::{Outcome, Row};
 use submission::Submission;
 
@@ -58,20 +57,11 @@ const STATE: &str = ".batch-state.json";
 /// Runs a batch and returns its summary.
 pub fn run(cli: &Cli, args: &BatchArgs) -> Result<String> {
     let started = Instant::now();
-    let root = std::path::absolute(cli.course.clone().unwrap_or_else(course::default_root))?;
-    let mut course = Course::load(&root)?;
-    course.select(&cli.exercises)?;
-    for assignment in &cli.limits {
-        course.limits.set(assignment)?;
-    }
-    let scratch = match &cli.scratch {
-        Some(dir) => std::path::absolute(dir)?,
-        None => stage::default_scratch(&root),
-    };
-    // Canonical: cargo reports canonical source paths, which the stage's paths (made
-    // from the scratch path) must match, `..` and links resolved.
-    fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let scratch = fs::canonicalize(&scratch)?;
+    let course = cli.load_course()?;
+    let root = course.root.clone();
+    // Created and canonical: cargo reports canonical source paths, which the stage's
+    // paths (made from the scratch path) must match.
+    let scratch = cli.grade_options(&root)?.scratch;
     let dir = std::path::absolute(&args.dir)?;
     let out = match &args.out {
         Some(out) => std::path::absolute(out)?,
