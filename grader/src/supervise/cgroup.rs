@@ -101,9 +101,18 @@ pub fn leftovers() -> Vec<PathBuf> {
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
+        .filter(|e| is_test_cgroup_name(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .collect()
+}
+
+/// Whether `name` has the exact shape of a test cgroup's name, so that a cgroup
+/// someone else made beside ours (e.g. `forklab-safety`) is never taken for one.
+fn is_test_cgroup_name(name: &str) -> bool {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(pid, sequence)| number(pid) && number(sequence))
 }
 
 /// Removes the test cgroups a dead supervisor (`pid`) left, after killing anything
@@ -179,5 +188,28 @@ fn open_write(path: &Path) -> Result<OwnedFd> {
     match fs::OpenOptions::new().write(true).open(path) {
         Ok(file) => Ok(file.into()),
         Err(error) => bail!("opening {}: {error}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_test_cgroup_name;
+
+    #[test]
+    fn only_names_the_grader_makes_are_test_cgroups() {
+        assert!(is_test_cgroup_name("forklab-1234-0"));
+        assert!(is_test_cgroup_name("forklab-7-12"));
+        for other in [
+            "forklab-safety",
+            "forklab-",
+            "forklab-12",
+            "forklab-12-",
+            "forklab--3",
+            "forklab-12-3-x",
+            "forklab-12-x",
+            "other-12-3",
+        ] {
+            assert!(!is_test_cgroup_name(other), "{other}");
+        }
     }
 }
