@@ -1,4 +1,5 @@
 //! Hidden tests of `lock`, run by the grader one process per test.
+//! Compiled as a module of the staged test binary, beside the visible tests.
 //! Students never see this file; points are in `grader/rubric/lock.toml`.
 //!
 //! The lock tests fork their own children (with `fork_child`) and count with their own
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use forklab_testkit::harness::{Test, run};
+use forklab_testkit::harness::Test;
 use forklab_testkit::intervals::{ms, now_ns};
 use forklab_testkit::procfs::until;
 use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_all, wait_child};
@@ -19,8 +20,9 @@ use lock::{Lock, LockError, count_with_lock, count_without_lock};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::unistd::Pid;
 
-fn main() {
-    run(&[
+/// The hidden tests, in the order the grader runs them.
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::new(
             "count_without_lock_loses_increments_across_processes",
             count_without_lock_loses_increments_across_processes,
@@ -84,7 +86,7 @@ fn main() {
         )
         .exact_processes(2)
         .no_threads(),
-    ])
+    ]
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 //! Hidden tests of `pipe_queue`, run by the grader one process per test.
+//! Compiled as a module of the staged test binary, beside the visible tests.
 //! Students never see this file; points are in `grader/rubric/pipe_queue.toml`.
 //!
 //! Producers and consumers are forked by the tests (with `fork_child`) and record what
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklab_testkit::harness::{Test, run};
+use forklab_testkit::harness::Test;
 use forklab_testkit::intervals::{ms, now_ns};
 use forklab_testkit::procfs::until;
 use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_child};
@@ -18,8 +19,9 @@ use nix::unistd::Pid;
 use pipe_queue::{Error, Queue, pipe};
 use serde::{Deserialize, Serialize};
 
-fn main() {
-    run(&[
+/// The hidden tests, in the order the grader runs them.
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::new(
             "producers_and_consumers_are_distinct_processes",
             producers_and_consumers_are_distinct_processes,
@@ -68,7 +70,7 @@ fn main() {
         )
         .exact_processes(4)
         .no_threads(),
-    ])
+    ]
 }
 
 /// Waits for every child (at most `timeout` in all); kills and reaps the late ones.

@@ -1,4 +1,5 @@
 //! Hidden tests of `pool`, run by the grader one process per test.
+//! Compiled as a module of the staged test binary, beside the visible tests.
 //! Students never see this file; points are in `grader/rubric/pool.toml`.
 //!
 //! Task functions are plain `fn`s, so they reach the test's shared memory through a
@@ -10,15 +11,16 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use forklab_testkit::harness::{Test, run};
+use forklab_testkit::harness::Test;
 use forklab_testkit::intervals::{self, BusyLog};
 use forklab_testkit::{SharedSlots, procfs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pool::{Pool, PoolError};
 
-fn main() {
-    run(&[
+/// The hidden tests, in the order the grader runs them.
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::new(
             "workers_are_distinct_children_of_the_caller",
             workers_are_distinct_children_of_the_caller,
@@ -86,7 +88,7 @@ fn main() {
         .exact_processes(2)
         .no_threads(),
         Test::new("errors_are_values", errors_are_values).exact_processes(1),
-    ])
+    ]
 }
 
 fn me() -> u32 {

@@ -1,15 +1,17 @@
 //! Hidden tests of `procesos`, run by the grader one process per test.
+//! Compiled as a module of the staged test binary, beside the visible tests.
 //! Students never see this file; points are in `grader/rubric/procesos.toml`.
 
 use std::time::{Duration, Instant};
 
-use forklab_testkit::harness::{Test, run};
+use forklab_testkit::harness::Test;
 use forklab_testkit::{SharedSlots, my_pid, procfs};
 use nix::unistd::Pid;
 use procesos::{Process, ProcessError};
 
-fn main() {
-    run(&[
+/// The hidden tests, in the order the grader runs them.
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::new(
             "child_is_another_process_whose_parent_is_the_caller",
             child_is_another_process_whose_parent_is_the_caller,
@@ -33,7 +35,7 @@ fn main() {
         .exact_processes(1),
         Test::new("errors_are_values", errors_are_values).max_processes(1),
         Test::new("memory_is_isolated", memory_is_isolated).exact_processes(1),
-    ])
+    ]
 }
 
 fn finished(target: impl FnOnce() + Send + 'static) -> Process {

@@ -1,4 +1,5 @@
 //! Hidden tests of `value_array`, run by the grader one process per test.
+//! Compiled as a module of the staged test binary, beside the visible tests.
 //! Students never see this file; points are in `grader/rubric/value_array.toml`.
 //!
 //! Every child is forked by the test itself (`fork_child`), records what it saw in
@@ -8,7 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use forklab_testkit::harness::{Test, run};
+use forklab_testkit::harness::Test;
 use forklab_testkit::intervals::now_ns;
 use forklab_testkit::{Exit, SharedSlots, fork_child, my_pid, procfs, wait_all, wait_child};
 use nix::sys::resource::{UsageWho, getrusage};
@@ -18,8 +19,9 @@ use value_array::{AnyArray, AnyValue, Array, RawArray, RawValue, ShmError, TypeC
 const K: usize = 4;
 const N: usize = 20_000;
 
-fn main() {
-    run(&[
+/// The hidden tests, in the order the grader runs them.
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::new(
             "a_childs_write_is_seen_by_the_parent_and_a_sibling",
             a_childs_write_is_seen_by_the_parent_and_a_sibling,
@@ -87,7 +89,7 @@ fn main() {
         .exact_processes(1)
         .no_threads(),
         Test::new("index_errors_are_values", index_errors_are_values).max_processes(0),
-    ])
+    ]
 }
 
 /// Waits for `child` to end with code 0 (at most 10 s; it is killed and reaped if not).

@@ -39,10 +39,10 @@ impl Aspect {
         match self {
             Aspect::Statement => "statement",
             Aspect::Rubric => "rubric",
-            Aspect::HiddenSolutions => "hidden tests, solutions",
-            Aspect::HiddenStubs => "hidden tests, stubs",
-            Aspect::VisibleSolutions => "visible tests, solutions",
-            Aspect::VisibleStubs => "visible tests, stubs",
+            Aspect::HiddenSolutions => "graded tests, solutions",
+            Aspect::HiddenStubs => "graded tests, stubs",
+            Aspect::VisibleSolutions => "cargo test, solutions",
+            Aspect::VisibleStubs => "cargo test, stubs",
             Aspect::Rustfmt => "rustfmt",
             Aspect::Clippy => "clippy",
         }
@@ -152,9 +152,9 @@ pub fn check(course: &Course, options: &Options, say: &dyn Fn(&str)) -> Result<F
     let mut outcomes = Vec::new();
     say("statements");
     outcomes.push(statement::check(course));
-    say("hidden tests: grading the solutions and the stubs");
+    say("graded tests: grading the solutions and the stubs (hidden and visible tests, supervised)");
     outcomes.extend(hidden::check(course, options)?);
-    say("visible tests: building and running them on solutions and stubs");
+    say("cargo test: running the visible tests on solutions and stubs, as students do");
     outcomes.extend(visible::check(course, &packages, &target_dir)?);
     say("rustfmt and clippy");
     outcomes.extend(lint::check(course, &packages, &target_dir)?);

@@ -1,5 +1,6 @@
 //! The course being graded: where it lives, its exercises in order, the limits of a
-//! test run, and each exercise's rubric (points per hidden test).
+//! test run, and each exercise's rubric (points per hidden test, and per visible test
+//! where the instructor gives some).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
+
+use crate::visible;
 
 /// The course's root directory: the workspace this grader was built from.
 pub fn default_root() -> PathBuf {
@@ -63,17 +66,44 @@ struct CourseFile {
     limits: Limits,
 }
 
-/// One rubric entry: the points of a hidden test, and optional overrides.
+/// One rubric entry: the points of a test, and optional overrides.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RubricEntry {
     pub points: f64,
+    /// Whether the test is one of the grader's (hidden) or one of the students' own.
+    #[serde(skip)]
+    pub kind: TestKind,
     pub timeout_secs: Option<f64>,
     /// Shown to a student whose submission fails this test.
     pub hint: Option<String>,
     /// When students see this test's result on Gradescope (`--format gradescope`);
-    /// hidden tests default to `after_published`.
+    /// hidden tests default to `after_published`, visible ones to `visible`.
     pub visibility: Option<Visibility>,
+}
+
+impl RubricEntry {
+    /// The entry of a visible test the rubric does not name: no points.
+    fn visible_default() -> Self {
+        Self {
+            points: 0.0,
+            kind: TestKind::Visible,
+            timeout_secs: None,
+            hint: None,
+            visibility: None,
+        }
+    }
+}
+
+/// Where a test comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestKind {
+    /// `grader/hidden/NAME.rs`: students never see it.
+    #[default]
+    Hidden,
+    /// `exercises/NAME/tests/visible.rs`: the students' own tests.
+    Visible,
 }
 
 /// Gradescope's visibility of a test result.
@@ -89,14 +119,22 @@ pub enum Visibility {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RubricFile {
+    /// The hidden tests.
     tests: IndexMap<String, RubricEntry>,
+    /// Visible tests given points or other settings; the others are worth nothing.
+    #[serde(default)]
+    visible: IndexMap<String, RubricEntry>,
 }
 
-/// An exercise: its name, its hidden tests' source, and its rubric.
+/// An exercise: its name, its tests' sources, and its rubric.
 #[derive(Debug, Clone)]
 pub struct Exercise {
     pub name: String,
     pub hidden_tests: PathBuf,
+    /// The course's visible tests (not the student's copy).
+    pub visible_tests: PathBuf,
+    /// Every graded test by its name in the test binary: the hidden tests in rubric
+    /// order, then each visible test (named `visible::NAME`) in source order.
     pub rubric: IndexMap<String, RubricEntry>,
 }
 
@@ -127,11 +165,14 @@ impl Course {
             .exercises
             .into_iter()
             .map(|name| {
-                let rubric: RubricFile =
-                    read_toml(&grader.join("rubric").join(format!("{name}.toml")))?;
+                let rubric_path = grader.join("rubric").join(format!("{name}.toml"));
+                let rubric: RubricFile = read_toml(&rubric_path)?;
+                let visible_tests = root.join("exercises").join(&name).join("tests/visible.rs");
                 Ok(Exercise {
                     hidden_tests: grader.join("hidden").join(format!("{name}.rs")),
-                    rubric: rubric.tests,
+                    rubric: full_rubric(rubric, &visible_tests)
+                        .with_context(|| format!("in {}", rubric_path.display()))?,
+                    visible_tests,
                     name,
                 })
             })
@@ -161,6 +202,34 @@ impl Course {
         self.exercises.retain(|e| only.contains(&e.name));
         Ok(())
     }
+}
+
+/// The hidden tests' entries, then one per visible test found in `visible_tests` (the
+/// rubric's `[visible]` entry, or no points).
+fn full_rubric(file: RubricFile, visible_tests: &Path) -> Result<IndexMap<String, RubricEntry>> {
+    let names = match std::fs::read_to_string(visible_tests) {
+        Ok(source) => visible::test_names(&source)
+            .with_context(|| format!("reading the tests of {}", visible_tests.display()))?,
+        Err(_) => Vec::new(),
+    };
+    if let Some(unknown) = file.visible.keys().find(|k| !names.contains(k)) {
+        bail!(
+            "[visible] names `{unknown}`, which is not a test of {}",
+            visible_tests.display()
+        );
+    }
+    let mut rubric = file.tests;
+    for name in names {
+        let entry = match file.visible.get(&name) {
+            Some(entry) => RubricEntry {
+                kind: TestKind::Visible,
+                ..entry.clone()
+            },
+            None => RubricEntry::visible_default(),
+        };
+        rubric.insert(format!("{}{name}", visible::PREFIX), entry);
+    }
+    Ok(rubric)
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {

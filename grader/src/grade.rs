@@ -1,4 +1,5 @@
-//! The grading pipeline: stage → build → run each hidden test → judge → report.
+//! The grading pipeline: stage → build → run each test (hidden, then visible) → judge →
+//! report.
 
 use std::path::Path;
 use std::process::Command;
@@ -183,7 +184,7 @@ fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> Exercise
         .iter()
         .map(|(name, entry)| {
             progress.finished_test();
-            TestReport::not_run(name, entry.points, String::new())
+            TestReport::not_run(name, entry, String::new())
         })
         .collect();
     ExerciseReport {
@@ -234,6 +235,7 @@ fn run_exercise(
             let passed = status == Status::Passed;
             TestReport {
                 name: name.clone(),
+                kind: entry.kind,
                 status,
                 score: if passed { entry.points } else { 0.0 },
                 max_score: entry.points,
@@ -250,8 +252,8 @@ fn run_exercise(
         } else {
             TestReport::not_run(
                 name,
-                entry.points,
-                "the rubric names a hidden test that does not exist".to_owned(),
+                entry,
+                "the rubric names a test that the test binary does not have".to_owned(),
             )
         };
         progress.finished_test();

@@ -30,3 +30,4 @@ pub mod source;
 pub mod stage;
 pub mod supervise;
 pub mod verdict;
+pub mod visible;

@@ -9,7 +9,9 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-/// The outcome of one hidden test.
+use crate::course::{RubricEntry, TestKind};
+
+/// The outcome of one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -83,10 +85,14 @@ impl Evidence {
     }
 }
 
-/// One hidden test's line in the report.
+/// One test's line in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestReport {
+    /// The test's name; a visible test's starts with `visible::`.
     pub name: String,
+    /// `hidden` (the grader's) or `visible` (the students' own tests).
+    #[serde(default)]
+    pub kind: TestKind,
     pub status: Status,
     pub score: f64,
     pub max_score: f64,
@@ -138,12 +144,13 @@ pub struct Report {
 
 impl TestReport {
     /// A test that was not run (its exercise did not build, or it does not exist).
-    pub fn not_run(name: &str, points: f64, message: String) -> Self {
+    pub fn not_run(name: &str, entry: &RubricEntry, message: String) -> Self {
         Self {
             name: name.to_owned(),
+            kind: entry.kind,
             status: Status::NotRun,
             score: 0.0,
-            max_score: points,
+            max_score: entry.points,
             message,
             output: String::new(),
             duration_ms: 0,

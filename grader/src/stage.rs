@@ -1,5 +1,6 @@
 //! Staging: a scratch cargo workspace holding, for each exercise, the instructor's
-//! manifest, the graded `src/` (copied, never touched in place) and the hidden tests.
+//! manifest, the graded `src/` (copied, never touched in place) and one test binary's
+//! sources: the hidden tests and the course's visible tests (see [`crate::visible`]).
 //!
 //! Nothing else of the submission is used: its `Cargo.toml`, `build.rs`, `tests/` and
 //! any other file are ignored. All stages share one target directory, so dependencies
@@ -14,15 +15,16 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 use toml::{Table, Value};
 
-use crate::course::Course;
+use crate::course::{Course, Exercise};
 use crate::manifest;
 use crate::source::Source;
+use crate::visible;
 
 /// Most bytes and files copied from one submitted `src/`.
 const MAX_SRC_BYTES: u64 = 4 << 20;
 const MAX_SRC_FILES: usize = 500;
 
-/// The name of the hidden test target in each staged crate.
+/// The name of the test target in each staged crate (hidden and visible tests).
 pub const HIDDEN_TARGET: &str = "hidden";
 
 /// A staged exercise, or why it could not be staged.
@@ -77,10 +79,9 @@ impl Stage {
             .iter()
             .map(|exercise| {
                 let dir = root.join(&key).join(&exercise.name);
-                let problem =
-                    stage_exercise(course, source, &exercise.name, &exercise.hidden_tests, &dir)
-                        .err()
-                        .map(|e| format!("{e:#}"));
+                let problem = stage_exercise(course, source, exercise, &dir)
+                    .err()
+                    .map(|e| format!("{e:#}"));
                 StagedExercise {
                     name: exercise.name.clone(),
                     dir,
@@ -137,13 +138,8 @@ pub fn stage_key(source: &Source) -> String {
     format!("{kind}-{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
-fn stage_exercise(
-    course: &Course,
-    source: &Source,
-    name: &str,
-    hidden: &Path,
-    dir: &Path,
-) -> Result<()> {
+fn stage_exercise(course: &Course, source: &Source, exercise: &Exercise, dir: &Path) -> Result<()> {
+    let name = &exercise.name;
     let src = source.src_dir(&course.root, name);
     if !src.join("lib.rs").is_file() {
         bail!("not submitted: {} has no lib.rs", src.display());
@@ -152,8 +148,14 @@ fn stage_exercise(
     copy_tree(&src, &dir.join("src"), &mut budget)?;
     let manifest = course.root.join("exercises").join(name).join("Cargo.toml");
     fs::write(dir.join("Cargo.toml"), member_manifest(&manifest)?)?;
+    let hidden = &exercise.hidden_tests;
     fs::copy(hidden, dir.join("hidden.rs"))
         .with_context(|| format!("copying {}", hidden.display()))?;
+    let visible_tests = &exercise.visible_tests;
+    let visible_source = fs::read_to_string(visible_tests).unwrap_or_default();
+    fs::write(dir.join("visible.rs"), visible::as_module(&visible_source)?)
+        .with_context(|| format!("staging {}", visible_tests.display()))?;
+    fs::write(dir.join("main.rs"), visible::TEST_BINARY_ROOT)?;
     Ok(())
 }
 
@@ -184,7 +186,7 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut (u64, usize)) -> Result<()> {
 }
 
 /// The instructor's manifest of the exercise, with target discovery turned off and the
-/// hidden test target added.
+/// test target added.
 fn member_manifest(instructor_manifest: &Path) -> Result<String> {
     let text = fs::read_to_string(instructor_manifest)
         .with_context(|| format!("reading {}", instructor_manifest.display()))?;
@@ -198,7 +200,7 @@ fn member_manifest(instructor_manifest: &Path) -> Result<String> {
     }
     let mut hidden = Table::new();
     hidden.insert("name".into(), HIDDEN_TARGET.into());
-    hidden.insert("path".into(), "hidden.rs".into());
+    hidden.insert("path".into(), "main.rs".into());
     hidden.insert("harness".into(), false.into());
     manifest.insert("test".into(), Value::Array(vec![Value::Table(hidden)]));
     Ok(manifest.to_string())

@@ -289,7 +289,14 @@ fn gradescope_results_carry_every_field_and_the_rubric_visibility() {
     let results: Value = serde_json::from_str(&grade_as(&submission, "gradescope", None)).unwrap();
     let tests = check_gradescope_results(&results);
     assert_eq!(results["score"], 2.0);
-    assert_eq!(tests.len(), 10, "one entry per hidden test of procesos");
+    let (visible, hidden): (Vec<&Value>, Vec<&Value>) = tests.values().partition(|t| {
+        t["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("procesos::visible::")
+    });
+    assert_eq!(hidden.len(), 10, "one entry per hidden test of procesos");
+    assert_eq!(visible.len(), 13, "one entry per visible test of procesos");
     let failed = &tests["procesos::join_reaps_the_child"];
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["score"], 0.0);
@@ -297,7 +304,12 @@ fn gradescope_results_carry_every_field_and_the_rubric_visibility() {
         failed["output"].as_str().unwrap().contains("called exit()"),
         "{failed}"
     );
-    assert!(tests.values().all(|t| t["visibility"] == "after_published"));
+    assert!(hidden.iter().all(|t| t["visibility"] == "after_published"));
+    assert!(visible.iter().all(|t| t["visibility"] == "visible"));
+    assert!(visible.iter().all(|t| t["max_score"] == 0.0));
+    // exit(0) in join passes under libtest (the whole binary exits 0); not here.
+    let forged = &tests["procesos::visible::a_child_that_returns_exits_with_code_zero"];
+    assert_eq!(forged["status"], "failed", "{forged}");
     let numbers: Vec<&str> = tests
         .values()
         .map(|t| t["number"].as_str().unwrap())
@@ -319,6 +331,10 @@ fn gradescope_results_carry_every_field_and_the_rubric_visibility() {
         "join_reaps_the_child = { points = ",
         "join_reaps_the_child = { visibility = \"visible\", points = ",
     );
+    // ... and give points to a visible test, or hide it.
+    let text = text
+        + "\n[visible]\nprocesses_have_names = { points = 1 }\n"
+        + "the_child_has_its_own_pid = { points = 1, visibility = \"after_due_date\" }\n";
     fs::write(&rubric, text).unwrap();
     let results: Value =
         serde_json::from_str(&grade_as(&submission, "gradescope", Some(&course))).unwrap();
@@ -330,6 +346,24 @@ fn gradescope_results_carry_every_field_and_the_rubric_visibility() {
     assert_eq!(
         tests["procesos::exit_codes_follow_python"]["visibility"],
         "after_published"
+    );
+    let named = &tests["procesos::visible::processes_have_names"];
+    assert_eq!(
+        (&named["score"], &named["max_score"]),
+        (&1.0.into(), &1.0.into())
+    );
+    let pid = &tests["procesos::visible::the_child_has_its_own_pid"];
+    assert_eq!(pid["visibility"], "after_due_date");
+    assert_eq!(
+        (&pid["score"], &pid["max_score"]),
+        (&0.0.into(), &1.0.into())
+    );
+    assert_eq!(results["score"], 3.0);
+    assert!(
+        results["output"]
+            .as_str()
+            .unwrap()
+            .contains("procesos | 3 / 17")
     );
 }
 
@@ -359,17 +393,18 @@ fn junit_xml_has_a_testcase_per_hidden_test_and_a_failure_per_failed_one() {
         }
     }
     assert_eq!(suites, ["procesos"]);
-    assert_eq!(cases, 10);
+    assert_eq!(cases, 23, "10 hidden and 13 visible tests");
     assert_eq!(
-        failures, 8,
-        "8 of procesos' 10 tests fail on exit(0):\n{xml}"
+        failures, 18,
+        "8 of procesos' 10 hidden and 10 of its 13 visible tests fail on exit(0):\n{xml}"
     );
     assert!(
-        xml.contains("<testsuites name=\"forklab\" tests=\"10\" failures=\"8\""),
+        xml.contains("<testsuites name=\"forklab\" tests=\"23\" failures=\"18\""),
         "{xml}"
     );
 
-    // An exercise not submitted earns nothing: its tests are errors, not skipped.
+    // An exercise not submitted earns nothing: its 11 hidden and 10 visible tests are
+    // errors, not skipped.
     let submission = Submission::from_solutions();
     fs::remove_dir_all(submission.path().join("exercises/lock/src")).unwrap();
     let output = grader()
@@ -382,7 +417,7 @@ fn junit_xml_has_a_testcase_per_hidden_test_and_a_failure_per_failed_one() {
         .unwrap();
     assert!(output.status.success());
     let xml = String::from_utf8(output.stdout).unwrap();
-    assert!(xml.contains("failures=\"0\" errors=\"11\""), "{xml}");
+    assert!(xml.contains("failures=\"0\" errors=\"21\""), "{xml}");
     assert!(xml.contains("<error message=\"not submitted: "), "{xml}");
 }
 

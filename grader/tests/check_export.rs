@@ -141,13 +141,13 @@ fn check_lists_every_problem_of_a_broken_course() {
         "- procesos [statement]: README.md has no English section",
         "FAIL rubric",
         "- procesos [rubric]: rubric entries without a hidden test: a_rubric_entry_without_a_test",
-        "FAIL visible tests, stubs",
-        "- procesos [visible tests, stubs]: procesos passes: ",
-        "FAIL hidden tests, stubs",
-        "- procesos [hidden tests, stubs]: the stub passes `",
-        // What is not broken is not reported. (Not "hidden tests, solutions": under
+        "FAIL cargo test, stubs",
+        "- procesos [cargo test, stubs]: procesos passes: ",
+        "FAIL graded tests, stubs",
+        "- procesos [graded tests, stubs]: the stub passes `",
+        // What is not broken is not reported. (Not "graded tests, solutions": under
         // load, procesos' `is_alive_tracks_the_child` can fail the reference solution.)
-        "ok   visible tests, solutions",
+        "ok   cargo test, solutions",
         "ok   rustfmt",
         "ok   clippy",
     ] {

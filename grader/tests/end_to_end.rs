@@ -6,7 +6,7 @@ mod support;
 use support::{exercise, grade_json, grader};
 
 #[test]
-fn the_solutions_get_full_marks_on_every_hidden_test() {
+fn the_solutions_get_full_marks_and_pass_every_hidden_and_visible_test() {
     let report = grade_json(&["--solutions"]);
     assert!(report["max_score"].as_f64().unwrap() > 0.0);
     for ex in report["exercises"].as_array().unwrap() {
@@ -23,12 +23,13 @@ fn the_solutions_get_full_marks_on_every_hidden_test() {
             );
         }
         assert_eq!(ex["score"], ex["max_score"]);
+        assert_both_kinds_of_tests(ex);
     }
     assert_eq!(report["score"], report["max_score"]);
 }
 
 #[test]
-fn the_pristine_stubs_get_zero_and_every_hidden_test_fails() {
+fn the_pristine_stubs_get_zero_and_fail_every_hidden_and_visible_test() {
     let report = grade_json(&[]);
     assert_eq!(report["score"], 0.0);
     for ex in report["exercises"].as_array().unwrap() {
@@ -40,7 +41,34 @@ fn the_pristine_stubs_get_zero_and_every_hidden_test_fails() {
         for test in ex["tests"].as_array().unwrap() {
             assert_eq!(test["status"], "failed", "{}::{}", ex["name"], test["name"]);
         }
+        assert_both_kinds_of_tests(ex);
     }
+}
+
+/// The exercise's report has its hidden tests, then its visible ones, each named as such.
+fn assert_both_kinds_of_tests(exercise: &serde_json::Value) {
+    let kinds: Vec<(&str, bool)> = exercise["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let visible_name = t["name"].as_str().unwrap().starts_with("visible::");
+            (t["kind"].as_str().unwrap(), visible_name)
+        })
+        .collect();
+    let hidden = kinds
+        .iter()
+        .take_while(|k| **k == ("hidden", false))
+        .count();
+    let visible = kinds[hidden..]
+        .iter()
+        .take_while(|k| **k == ("visible", true))
+        .count();
+    assert!(
+        hidden > 0 && visible > 0 && hidden + visible == kinds.len(),
+        "{}: {kinds:?}",
+        exercise["name"]
+    );
 }
 
 #[test]

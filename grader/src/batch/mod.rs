@@ -265,7 +265,7 @@ fn child_args(cli: &Cli, root: &Path, scratch: &Path) -> Vec<String> {
 }
 
 /// A hash of what decides a grade besides the submission: the graded exercises'
-/// hidden tests, rubrics and manifests, the course's limits, and the grading options.
+/// hidden and visible tests, rubrics and manifests, the course's limits, and the grading options.
 /// Changing any of them re-grades everyone.
 fn grading_fingerprint(course: &Course, common_args: &[String]) -> Result<Sha256> {
     let mut hasher = Sha256::new();
@@ -273,6 +273,9 @@ fn grading_fingerprint(course: &Course, common_args: &[String]) -> Result<Sha256
     submission::hash_tree(&grader.join("course.toml"), &mut hasher)?;
     for exercise in &course.exercises {
         submission::hash_tree(&exercise.hidden_tests, &mut hasher)?;
+        if exercise.visible_tests.exists() {
+            submission::hash_tree(&exercise.visible_tests, &mut hasher)?;
+        }
         let rubric = grader
             .join("rubric")
             .join(format!("{}.toml", exercise.name));

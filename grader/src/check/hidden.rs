@@ -1,6 +1,6 @@
-//! Hidden tests: grades the reference solutions (every hidden test must pass) and the
-//! pristine stubs (every one must fail) with [`grade::grade`], and compares each
-//! exercise's rubric with the tests its hidden test binary lists, both ways.
+//! Graded tests: grades the reference solutions (every hidden and visible test must
+//! pass) and the pristine stubs (every one must fail) with [`grade::grade`], and compares
+//! each exercise's rubric with the tests its test binary lists, both ways.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{Aspect, Outcome, head, list};
-use crate::course::{Course, Exercise};
+use crate::course::{Course, Exercise, TestKind};
 use crate::grade::{self, Options};
 use crate::report::{Report, Status};
 use crate::source::Source;
@@ -60,7 +60,7 @@ fn rubric(exercises: &[Exercise], listings: &Listings) -> Outcome {
     let entries: usize = exercises.iter().map(|e| e.rubric.len()).sum();
     let mut outcome = Outcome::new(
         Aspect::Rubric,
-        format!("{entries} entries, compared with the tests the hidden binaries list"),
+        format!("{entries} entries, compared with the tests the test binaries list"),
     );
     for exercise in exercises {
         let Some(Some(tests)) = listings.get(&exercise.name) else {
@@ -103,12 +103,13 @@ fn rubric(exercises: &[Exercise], listings: &Listings) -> Outcome {
     outcome
 }
 
-/// Solutions must pass every hidden test; stubs must compile and fail every one. Rubric
+/// Solutions must pass every graded test (hidden and visible); stubs must compile and
+/// fail every one. Rubric
 /// entries without a test are left to [`rubric`].
 fn judge(aspect: Aspect, report: &Report, listings: &Listings) -> Outcome {
     let solutions = aspect == Aspect::HiddenSolutions;
     let mut outcome = Outcome::new(aspect, String::new());
-    let (mut expected, mut total) = (0, 0);
+    let (mut expected, mut total, mut visible) = (0, 0, 0);
     for exercise in &report.exercises {
         let name = &exercise.name;
         if !exercise.compiled {
@@ -135,6 +136,9 @@ fn judge(aspect: Aspect, report: &Report, listings: &Listings) -> Outcome {
                 continue;
             }
             total += 1;
+            if test.kind == TestKind::Visible {
+                visible += 1;
+            }
             let passed = test.status == Status::Passed;
             if passed == solutions {
                 expected += 1;
@@ -155,15 +159,16 @@ fn judge(aspect: Aspect, report: &Report, listings: &Listings) -> Outcome {
             }
         }
     }
+    let kinds = format!("{} hidden + {visible} visible", total - visible);
     outcome.summary = if solutions {
         format!(
-            "{expected}/{total} passed, {}/{} points",
+            "{expected}/{total} passed ({kinds}), {}/{} points",
             crate::report::points(report.score),
             crate::report::points(report.max_score)
         )
     } else {
         format!(
-            "{expected}/{total} failed, {} points",
+            "{expected}/{total} failed ({kinds}), {} points",
             crate::report::points(report.score)
         )
     };
@@ -181,6 +186,7 @@ mod tests {
         let exercise = Exercise {
             name: "lock".to_owned(),
             hidden_tests: "/course/grader/hidden/lock.rs".into(),
+            visible_tests: "/course/exercises/lock/tests/visible.rs".into(),
             rubric: ["shared", "only_in_rubric"]
                 .into_iter()
                 .map(|name| (name.to_owned(), entry.clone()))

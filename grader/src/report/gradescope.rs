@@ -1,19 +1,23 @@
-//! `--format gradescope`: Gradescope's `results.json`. One entry per hidden test
+//! `--format gradescope`: Gradescope's `results.json`. One entry per test
 //! (`name`, `number`, `score`, `max_score`, `status`, `output` in Markdown,
-//! `visibility` from the rubric, `after_published` by default), and top-level
-//! `score`, `execution_time` and `output` (the per-exercise summary).
-//!
-//! Only the hidden tests are reported: the grader does not run the visible ones.
+//! `visibility` from the rubric; by default `after_published` for a hidden test and
+//! `visible` for a visible one), and top-level `score`, `execution_time` and `output`
+//! (the per-exercise summary).
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
 use super::{Report, Status, markdown, points};
-use crate::course::{Course, Visibility};
+use crate::course::{Course, TestKind, Visibility};
 
 /// Visibility of a test whose rubric entry does not say.
-const DEFAULT_VISIBILITY: Visibility = Visibility::AfterPublished;
+fn default_visibility(kind: TestKind) -> Visibility {
+    match kind {
+        TestKind::Hidden => Visibility::AfterPublished,
+        TestKind::Visible => Visibility::Visible,
+    }
+}
 
 #[derive(Serialize)]
 struct Results {
@@ -75,7 +79,7 @@ pub fn render(report: &Report, course: &Course, execution_secs: f64) -> String {
                 visibility: rubric
                     .and_then(|r| r.get(&test.name))
                     .and_then(|entry| entry.visibility)
-                    .unwrap_or(DEFAULT_VISIBILITY),
+                    .unwrap_or(default_visibility(test.kind)),
             });
         }
     }
