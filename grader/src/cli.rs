@@ -34,6 +34,10 @@ pub struct Cli {
     /// Per-test timeout in seconds, replacing the course's and the rubric's.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Tests run at once (default: twice the number of cores, since most tests wait
+    /// more than they compute). Tests marked `exclusive` in the rubric always run alone.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub test_jobs: Option<u16>,
     /// Overrides a limit of grader/course.toml (repeatable), e.g. `--limit cpu_secs=2`,
     /// `--limit max_processes=16`, `--limit memory_mb=512`, `--limit output_bytes=4096`.
     #[arg(long = "limit", value_name = "KEY=VALUE")]
@@ -112,6 +116,7 @@ impl Cli {
             keep: self.keep,
             progress: std::io::stderr().is_terminal(),
             timeout_secs: self.timeout,
+            test_jobs: self.test_jobs.map_or_else(|| 2 * cores(), usize::from),
             no_ptrace: self.no_ptrace,
             no_cgroup: self.no_cgroup,
         })
@@ -185,4 +190,9 @@ fn run(cli: &Cli) -> Result<String> {
         }
         Format::Junit => report::junit::render(&report),
     })
+}
+
+/// The number of cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -77,6 +77,10 @@ pub struct RubricEntry {
     pub timeout_secs: Option<f64>,
     /// Shown to a student whose submission fails this test.
     pub hint: Option<String>,
+    /// The test runs alone, no other test beside it (see [`crate::schedule`]): its
+    /// verdict needs the machine's cores to itself.
+    #[serde(default)]
+    pub exclusive: bool,
     /// When students see this test's result on Gradescope (`--format gradescope`);
     /// hidden tests default to `after_published`, visible ones to `visible`.
     pub visibility: Option<Visibility>,
@@ -90,6 +94,7 @@ impl RubricEntry {
             kind: TestKind::Visible,
             timeout_secs: None,
             hint: None,
+            exclusive: false,
             visibility: None,
         }
     }

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use forklab_testkit::harness::Listed;
+use forklab_testkit::harness::{Expect, Listed};
 
 use crate::compile::{self, Build};
-use crate::course::{Course, Exercise, Limits};
+use crate::course::{Course, Exercise, Limits, RubricEntry};
 use crate::isolate::{self, Job};
 use crate::progress::Progress;
 use crate::report::{ExerciseReport, Report, Status, SupervisionReport, TestReport};
+use crate::schedule::{self, Gate};
 use crate::source::Source;
 use crate::stage::Stage;
 use crate::supervise::cgroup::PidsCgroup;
@@ -30,6 +31,8 @@ pub struct Options {
     pub no_ptrace: bool,
     /// Do without the cgroup `pids.max` backstop even where cgroups are writable.
     pub no_cgroup: bool,
+    /// Tests run at once (see [`crate::schedule`]).
+    pub test_jobs: usize,
 }
 
 /// How tests are watched and confined on this machine, decided once per run.
@@ -137,12 +140,14 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
     let builds = compile::build(&stage, &progress, supervision.build_sandbox.as_ref())?;
     stage.remove_hidden_sources();
 
-    let total_tests = course.exercises.iter().map(|e| e.rubric.len() as u64).sum();
-    progress.start_tests(total_tests);
+    // Each exercise is either not graded (with why) or built, with its tests planned.
     let mut exercises = Vec::new();
-    for (exercise, staged) in course.exercises.iter().zip(&stage.exercises) {
-        let report = match (&staged.problem, builds.get(&exercise.name)) {
-            (Some(problem), _) => not_graded(exercise, problem.clone(), &progress),
+    let mut planned = Vec::new();
+    for (index, (exercise, staged)) in course.exercises.iter().zip(&stage.exercises).enumerate() {
+        let not_graded = match (&staged.problem, builds.get(&exercise.name)) {
+            (Some(problem), _) => Some(problem.clone()),
+            (None, Some(Build::Failed { errors })) => Some(format!("does not compile:\n{errors}")),
+            (None, None) => Some("was not built".to_owned()),
             (
                 None,
                 Some(Build::Built {
@@ -150,27 +155,61 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
                     warnings,
                 }),
             ) => {
-                let mut report = run_exercise(
-                    course,
-                    exercise,
-                    test_binary,
-                    options,
-                    &supervision,
-                    &progress,
-                )?;
-                if *warnings > 0 {
-                    report.message = format!("built with {warnings} warning(s)");
+                let listed = list_tests(test_binary)?;
+                for (name, entry) in &exercise.rubric {
+                    planned.push(PlannedTest {
+                        exercise: index,
+                        name,
+                        entry,
+                        binary: test_binary,
+                        expect: listed
+                            .iter()
+                            .find(|t| &t.name == name)
+                            .map(|t| t.expect.clone()),
+                    });
                 }
-                report
+                exercises.push(ExerciseReport {
+                    name: exercise.name.clone(),
+                    score: 0.0,
+                    max_score: 0.0,
+                    compiled: true,
+                    message: if *warnings > 0 {
+                        format!("built with {warnings} warning(s)")
+                    } else {
+                        String::new()
+                    },
+                    tests: Vec::new(),
+                });
+                None
             }
-            (None, Some(Build::Failed { errors })) => {
-                not_graded(exercise, format!("does not compile:\n{errors}"), &progress)
-            }
-            (None, None) => not_graded(exercise, "was not built".to_owned(), &progress),
         };
-        exercises.push(report.with_paths_shown_from(&stage.crates));
+        if let Some(why) = not_graded {
+            exercises.push(not_graded_report(exercise, why));
+        }
+    }
+
+    progress.start_tests(planned.len() as u64);
+    let gate = Gate::new(&options.scratch)?;
+    let reports = schedule::run_all(
+        &planned,
+        options.test_jobs,
+        &gate,
+        |test| test.entry.exclusive,
+        |test| {
+            progress.running(&course.exercises[test.exercise].name, test.name);
+            let report = run_test(course, test, options, &supervision);
+            progress.finished_test();
+            report
+        },
+    )?;
+    for (test, report) in planned.iter().zip(reports) {
+        exercises[test.exercise].tests.push(report);
     }
     progress.finish();
+    let exercises = exercises
+        .into_iter()
+        .map(|e| e.totalled().with_paths_shown_from(&stage.crates))
+        .collect();
     Ok(Report::new(
         source.label(),
         supervision.describe(&course.limits),
@@ -178,14 +217,22 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
     ))
 }
 
-fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> ExerciseReport {
+/// A test of a built exercise, to be run.
+struct PlannedTest<'a> {
+    /// Index of its exercise in the course.
+    exercise: usize,
+    name: &'a str,
+    entry: &'a RubricEntry,
+    binary: &'a Path,
+    /// What the test binary declares; `None` when it does not have the test.
+    expect: Option<Expect>,
+}
+
+fn not_graded_report(exercise: &Exercise, why: String) -> ExerciseReport {
     let tests = exercise
         .rubric
         .iter()
-        .map(|(name, entry)| {
-            progress.finished_test();
-            TestReport::not_run(name, entry, String::new())
-        })
+        .map(|(name, entry)| TestReport::not_run(name, entry, String::new()))
         .collect();
     ExerciseReport {
         name: exercise.name.clone(),
@@ -198,76 +245,59 @@ fn not_graded(exercise: &Exercise, why: String, progress: &Progress) -> Exercise
     .totalled()
 }
 
-fn run_exercise(
+/// Runs one test in a supervising worker and judges it.
+fn run_test(
     course: &Course,
-    exercise: &Exercise,
-    binary: &Path,
+    test: &PlannedTest,
     options: &Options,
     supervision: &Supervision,
-    progress: &Progress,
-) -> Result<ExerciseReport> {
-    let listed = list_tests(binary)?;
-    let mut tests = Vec::new();
-    for (name, entry) in &exercise.rubric {
-        progress.running(&exercise.name, name);
-        let timeout_secs = options
-            .timeout_secs
-            .or(entry.timeout_secs)
-            .unwrap_or(course.limits.timeout_secs);
-        let limits = RunLimits {
-            timeout: std::time::Duration::from_secs_f64(timeout_secs),
-            grace: course.limits.grace(),
-            output_bytes: course.limits.output_bytes,
-            max_processes: course.limits.max_processes,
-            memory_bytes: course.limits.memory_mb << 20,
-            cpu_secs: course.limits.cpu_secs,
-            pids_max: supervision.pids_max(&course.limits),
-        };
-        let report = if let Some(test) = listed.iter().find(|t| &t.name == name) {
-            let run = isolate::run_in_worker(&Job {
-                binary: binary.to_path_buf(),
-                test: name.clone(),
-                limits,
-                mechanism: supervision.mechanism,
-                sandbox: supervision.sandbox.clone(),
-            })?;
-            let (status, message, evidence) = verdict::judge(&run, &test.expect, timeout_secs);
-            let passed = status == Status::Passed;
-            TestReport {
-                name: name.clone(),
-                kind: entry.kind,
-                status,
-                score: if passed { entry.points } else { 0.0 },
-                max_score: entry.points,
-                message,
-                output: if passed {
-                    String::new()
-                } else {
-                    run.output.text()
-                },
-                duration_ms: run.duration.as_millis() as u64,
-                evidence: Some(evidence),
-                hint: if passed { None } else { entry.hint.clone() },
-            }
+) -> Result<TestReport> {
+    let (name, entry) = (test.name, test.entry);
+    let Some(expect) = &test.expect else {
+        return Ok(TestReport::not_run(
+            name,
+            entry,
+            "the rubric names a test that the test binary does not have".to_owned(),
+        ));
+    };
+    let timeout_secs = options
+        .timeout_secs
+        .or(entry.timeout_secs)
+        .unwrap_or(course.limits.timeout_secs);
+    let limits = RunLimits {
+        timeout: std::time::Duration::from_secs_f64(timeout_secs),
+        grace: course.limits.grace(),
+        output_bytes: course.limits.output_bytes,
+        max_processes: course.limits.max_processes,
+        memory_bytes: course.limits.memory_mb << 20,
+        cpu_secs: course.limits.cpu_secs,
+        pids_max: supervision.pids_max(&course.limits),
+    };
+    let run = isolate::run_in_worker(&Job {
+        binary: test.binary.to_path_buf(),
+        test: name.to_owned(),
+        limits,
+        mechanism: supervision.mechanism,
+        sandbox: supervision.sandbox.clone(),
+    })?;
+    let (status, message, evidence) = verdict::judge(&run, expect, timeout_secs);
+    let passed = status == Status::Passed;
+    Ok(TestReport {
+        name: name.to_owned(),
+        kind: entry.kind,
+        status,
+        score: if passed { entry.points } else { 0.0 },
+        max_score: entry.points,
+        message,
+        output: if passed {
+            String::new()
         } else {
-            TestReport::not_run(
-                name,
-                entry,
-                "the rubric names a test that the test binary does not have".to_owned(),
-            )
-        };
-        progress.finished_test();
-        tests.push(report);
-    }
-    Ok(ExerciseReport {
-        name: exercise.name.clone(),
-        score: 0.0,
-        max_score: 0.0,
-        compiled: true,
-        message: String::new(),
-        tests,
-    }
-    .totalled())
+            run.output.text()
+        },
+        duration_ms: run.duration.as_millis() as u64,
+        evidence: Some(evidence),
+        hint: if passed { None } else { entry.hint.clone() },
+    })
 }
 
 /// Asks a hidden test binary for its tests. Runs no student code: listing happens

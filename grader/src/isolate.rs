@@ -5,9 +5,13 @@
 //! test's subreaper and tracer ([`crate::supervise`]) and prints the [`TestRun`] as
 //! JSON. If the worker dies instead, the test is judged from that, and whatever is left
 //! of its tree (re-parented to the grading process, itself a subreaper) is killed.
+//! Several workers may run at once (see [`crate::schedule`]): the live ones are known,
+//! so that only true orphans are swept.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -32,8 +36,13 @@ pub struct Job {
 /// The hidden subcommand that runs one job in a worker.
 pub const WORKER_COMMAND: &str = "__supervise";
 
+/// The pids of the workers running now: children of the grading process that are not
+/// orphans. Locked while a worker is spawned, so that a sweep never sees it unlisted.
+static LIVE_WORKERS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
 /// Runs `job` in a fresh supervising worker and returns what it observed.
 pub fn run_in_worker(job: &Job) -> Result<TestRun> {
+    let mut live = LIVE_WORKERS.lock().expect("never poisoned");
     // The running executable itself, even if its file was replaced or deleted since it
     // started (a rebuild during a long grading run): /proc/self/exe names the inode.
     let mut worker = Command::new("/proc/self/exe")
@@ -44,14 +53,19 @@ pub fn run_in_worker(job: &Job) -> Result<TestRun> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting a supervising worker")?;
+    let pid = worker.id() as i32;
+    live.insert(pid);
+    drop(live);
     let mut json = Vec::new();
-    worker
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_end(&mut json)?;
-    let status = worker.wait()?;
-    sweep_orphans();
+    let read = worker.stdout.take().expect("piped").read_to_end(&mut json);
+    let status = worker.wait();
+    {
+        let mut live = LIVE_WORKERS.lock().expect("never poisoned");
+        live.remove(&pid);
+        sweep_orphans(&live);
+    }
+    read?;
+    let status = status?;
     // A worker killed by its test could not remove the test's cgroup: do it here.
     crate::supervise::cgroup::remove_left_by(worker.id());
     if status.success()
@@ -87,15 +101,18 @@ pub fn worker_main(job_json: &str) -> Result<()> {
     Ok(())
 }
 
-/// Kills and reaps every child of this process: after a worker has ended, any child
-/// left is an orphan of a test, re-parented here.
-pub fn sweep_orphans() {
+/// Kills and reaps every child of this process but the `live` workers: any other child
+/// is an orphan of a test whose worker died, re-parented here.
+fn sweep_orphans(live: &BTreeSet<i32>) {
     for _ in 0..20 {
-        let children = forklab_testkit::procfs::children(Pid::this());
-        if children.is_empty() {
+        let orphans: Vec<Pid> = forklab_testkit::procfs::children(Pid::this())
+            .into_iter()
+            .filter(|child| !live.contains(&child.as_raw()))
+            .collect();
+        if orphans.is_empty() {
             return;
         }
-        for child in children {
+        for child in orphans {
             let _ = kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
         }

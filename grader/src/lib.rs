@@ -26,6 +26,7 @@ pub mod isolate;
 pub mod manifest;
 pub mod progress;
 pub mod report;
+pub mod schedule;
 pub mod source;
 pub mod stage;
 pub mod supervise;

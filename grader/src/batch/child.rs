@@ -24,11 +24,11 @@ pub struct Graded {
     pub peak_rss_kib: u64,
 }
 
-/// Runs `grader <common_args> --submission <checkout> --format json`.
-pub fn grade(checkout: &Path, common_args: &[String], wall_limit: Duration) -> Result<Graded> {
+/// Runs `grader <grader_args> --submission <checkout> --format json`.
+pub fn grade(checkout: &Path, grader_args: &[String], wall_limit: Duration) -> Result<Graded> {
     let exe = std::env::current_exe().context("locating the grader executable")?;
     let mut child = Command::new(exe)
-        .args(common_args)
+        .args(grader_args)
         .arg("--submission")
         .arg(checkout)
         .args(["--format", "json"])

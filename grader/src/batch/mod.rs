@@ -71,12 +71,14 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<String> {
         )),
     };
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = args.jobs.unwrap_or_else(crate::cli::cores).max(1);
+    // Tests run at once across the batch: about twice the cores, as in one grading run.
+    let test_jobs = cli
+        .test_jobs
+        .map_or_else(|| (2 * crate::cli::cores()).div_ceil(jobs), usize::from);
     let plan = Plan {
         common_args: child_args(cli, &root, &scratch),
+        test_jobs,
         unpack_dir: scratch.join("batch"),
         out: out.clone(),
         wall_limit: Duration::from_secs(args.submission_timeout),
@@ -162,7 +164,10 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<String> {
 
 /// What every submission's grading shares.
 struct Plan {
+    /// The grading options: they decide the grades (and are part of the fingerprint).
     common_args: Vec<String>,
+    /// Tests each child grader runs at once: speed only.
+    test_jobs: usize,
     unpack_dir: PathBuf,
     out: PathBuf,
     wall_limit: Duration,
@@ -217,7 +222,9 @@ impl Plan {
             }
             None => submission::checkout_root(&submission.path)?,
         };
-        child::grade(&checkout, &self.common_args, self.wall_limit)
+        let mut args = self.common_args.clone();
+        args.extend(["--test-jobs".to_owned(), self.test_jobs.to_string()]);
+        child::grade(&checkout, &args, self.wall_limit)
     }
 }
 
