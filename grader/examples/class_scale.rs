@@ -1,8 +1,10 @@
 //! The class-scale benchmark (issue 7): prints, from one run,
 //!
-//! 1. a warm re-grade of one full submission (5 exercises, all hidden tests) against
-//!    `cargo test` of the same staged crates with the same hidden tests (both rebuild
-//!    the submission's crates; the dependencies are built), and their ratio;
+//! 1. a warm re-grade of one full submission (5 exercises, all hidden and visible tests)
+//!    against `cargo test` of the same staged crates with the same tests (both rebuild
+//!    the submission's crates; the dependencies are built), and their ratio: once with
+//!    one test at a time on both sides (the cost of supervision), once with each side's
+//!    default concurrency;
 //! 2. a batch of N submissions (the solutions with a comment changed per student) from
 //!    a cold scratch area, against fresh `git clone && cargo test` runs (a clone of the
 //!    committed course, the student's `src/` copied in, `cargo test` of the 5 exercise
@@ -98,17 +100,29 @@ fn main() -> Result<()> {
         cores()
     );
     println!("| measurement | time |\n|---|---|");
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "| warm re-grade of one submission: `grader --submission` (5 exercises, all hidden tests) | {:.1} s |",
-        warm.grader.as_secs_f64()
+        "| warm re-grade of one submission, one test at a time: `grader --submission --test-jobs 1` (5 exercises, all hidden and visible tests) | {:.1} s |",
+        warm.grader_serial.as_secs_f64()
     );
     println!(
-        "| `cargo test` of the same staged crates and hidden tests (crates rebuilt, dependencies built) | {:.1} s |",
+        "| `cargo test` of the same staged crates and tests, `--test-threads 1` (crates rebuilt, dependencies built) | {:.1} s |",
+        warm.cargo_test_serial.as_secs_f64()
+    );
+    println!(
+        "| **ratio grader / cargo test, one test at a time** (the cost of supervision; target ≤ 1.5) | **{:.2}** |",
+        ratio(warm.grader_serial, warm.cargo_test_serial)
+    );
+    println!(
+        "| the same with each side's default: grader {} tests at once, cargo test {} threads | {:.1} s / {:.1} s |",
+        2 * cores(),
+        cores(),
+        warm.grader.as_secs_f64(),
         warm.cargo_test.as_secs_f64()
     );
     println!(
-        "| **ratio grader / cargo test** (target ≤ 1.5) | **{:.2}** |",
-        warm.grader.as_secs_f64() / warm.cargo_test.as_secs_f64()
+        "| **ratio grader / cargo test, defaults** (target ≤ 1.5) | **{:.2}** |",
+        ratio(warm.grader, warm.cargo_test)
     );
     println!(
         "| `grader batch` of {submissions} submissions, cold scratch (one dependency build) | {:.1} s |",
@@ -188,6 +202,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 struct Warm {
+    grader_serial: Duration,
+    cargo_test_serial: Duration,
     grader: Duration,
     cargo_test: Duration,
 }
@@ -198,7 +214,7 @@ struct Warm {
 /// second grade.
 fn warm_regrade(course: &Path, grader: &Path, work: &Path, submission: &Path) -> Result<Warm> {
     let scratch = work.join("warm-scratch");
-    let grade = || -> Result<Duration> {
+    let grade = |options: &[&str]| -> Result<Duration> {
         let started = Instant::now();
         let status = Command::new(grader)
             .arg("--scratch")
@@ -206,6 +222,7 @@ fn warm_regrade(course: &Path, grader: &Path, work: &Path, submission: &Path) ->
             .arg("--submission")
             .arg(submission)
             .args(["--format", "json", "--keep"])
+            .args(options)
             .stdout(Stdio::null())
             .status()?;
         if !status.success() {
@@ -213,7 +230,7 @@ fn warm_regrade(course: &Path, grader: &Path, work: &Path, submission: &Path) ->
         }
         Ok(started.elapsed())
     };
-    grade()?;
+    grade(&[])?;
     let stage = fs::read_dir(scratch.join("stage"))?
         .flatten()
         .map(|e| e.path())
@@ -224,17 +241,16 @@ fn warm_regrade(course: &Path, grader: &Path, work: &Path, submission: &Path) ->
         .map(|e| e.path())
         .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "bin"))
         .context("the staged crates")?;
-    for exercise in EXERCISES {
-        fs::copy(
-            course
-                .join("grader")
-                .join("hidden")
-                .join(format!("{exercise}.rs")),
-            crates.join(exercise).join("hidden.rs"),
-        )?;
-    }
-    let cargo_test = || -> Result<Duration> {
+    // The grader deletes the hidden sources after its build: put them back each time.
+    let cargo_test = |harness_options: &[&str]| -> Result<Duration> {
         for exercise in EXERCISES {
+            fs::copy(
+                course
+                    .join("grader")
+                    .join("hidden")
+                    .join(format!("{exercise}.rs")),
+                crates.join(exercise).join("hidden.rs"),
+            )?;
             let lib = crates.join(exercise).join("src").join("lib.rs");
             let text = fs::read(&lib)?;
             fs::write(&lib, text)?;
@@ -248,17 +264,24 @@ fn warm_regrade(course: &Path, grader: &Path, work: &Path, submission: &Path) ->
             .args(["--workspace", "--test", "hidden", "--no-fail-fast"])
             .arg("--target-dir")
             .arg(scratch.join("target"))
+            .arg("--")
+            .args(harness_options)
             .env_remove("CARGO_TARGET_DIR")
             .env("CARGO_INCREMENTAL", "0")
+            // The grader's build settings, so that both sides build the same way.
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?;
         Ok(started.elapsed())
     };
-    cargo_test()?;
-    let cargo_test = cargo_test()?;
-    let grader = grade()?;
-    Ok(Warm { grader, cargo_test })
+    cargo_test(&[])?;
+    Ok(Warm {
+        cargo_test_serial: cargo_test(&["--test-threads", "1"])?,
+        grader_serial: grade(&["--test-jobs", "1"])?,
+        cargo_test: cargo_test(&[])?,
+        grader: grade(&[])?,
+    })
 }
 
 /// `git clone` of the committed course, the student's `src/` copied in, and `cargo
