@@ -144,47 +144,35 @@ pub fn grade(course: &Course, source: &Source, options: &Options) -> Result<Repo
     let mut exercises = Vec::new();
     let mut planned = Vec::new();
     for (index, (exercise, staged)) in course.exercises.iter().zip(&stage.exercises).enumerate() {
-        let not_graded = match (&staged.problem, builds.get(&exercise.name)) {
-            (Some(problem), _) => Some(problem.clone()),
-            (None, Some(Build::Failed { errors })) => Some(format!("does not compile:\n{errors}")),
-            (None, None) => Some("was not built".to_owned()),
+        let built = match (&staged.problem, builds.get(&exercise.name)) {
+            (Some(problem), _) => Err(problem.clone()),
+            (None, Some(Build::Failed { errors })) => Err(format!("does not compile:\n{errors}")),
+            (None, None) => Err("was not built".to_owned()),
             (
                 None,
                 Some(Build::Built {
                     test_binary,
                     warnings,
                 }),
-            ) => {
-                let listed = list_tests(test_binary)?;
-                for (name, entry) in &exercise.rubric {
-                    planned.push(PlannedTest {
-                        exercise: index,
-                        name,
-                        entry,
-                        binary: test_binary,
-                        expect: listed
-                            .iter()
-                            .find(|t| &t.name == name)
-                            .map(|t| t.expect.clone()),
-                    });
-                }
+            ) => Ok((test_binary, *warnings)),
+        };
+        match built {
+            Err(why) => exercises.push(not_graded_report(exercise, why)),
+            Ok((binary, warnings)) => {
+                planned.extend(plan_tests(index, exercise, binary)?);
                 exercises.push(ExerciseReport {
                     name: exercise.name.clone(),
                     score: 0.0,
                     max_score: 0.0,
                     compiled: true,
-                    message: if *warnings > 0 {
+                    message: if warnings > 0 {
                         format!("built with {warnings} warning(s)")
                     } else {
                         String::new()
                     },
                     tests: Vec::new(),
                 });
-                None
             }
-        };
-        if let Some(why) = not_graded {
-            exercises.push(not_graded_report(exercise, why));
         }
     }
 
@@ -228,6 +216,31 @@ struct PlannedTest<'a> {
     expect: Option<Expect>,
 }
 
+/// The tests of `exercise` (the course's `index`-th), built into `binary`, in rubric
+/// order, with what the binary declares of each.
+fn plan_tests<'a>(
+    index: usize,
+    exercise: &'a Exercise,
+    binary: &'a Path,
+) -> Result<Vec<PlannedTest<'a>>> {
+    let listed = list_tests(binary)?;
+    Ok(exercise
+        .rubric
+        .iter()
+        .map(|(name, entry)| PlannedTest {
+            exercise: index,
+            name,
+            entry,
+            binary,
+            expect: listed
+                .iter()
+                .find(|t| &t.name == name)
+                .map(|t| t.expect.clone()),
+        })
+        .collect())
+}
+
+/// The report of an exercise that could not be graded: every test not run.
 fn not_graded_report(exercise: &Exercise, why: String) -> ExerciseReport {
     let tests = exercise
         .rubric
@@ -242,7 +255,6 @@ fn not_graded_report(exercise: &Exercise, why: String) -> ExerciseReport {
         message: why,
         tests,
     }
-    .totalled()
 }
 
 /// Runs one test in a supervising worker and judges it.

@@ -27,7 +27,7 @@ fn main() {
 ";
 
 /// The names of the `#[test]` functions in `source`, in order. Each `#[test]` must be
-/// followed (after other attributes, if any) by `fn NAME()`.
+/// followed (after other attributes or comments, if any) by `fn NAME()`.
 pub fn test_names(source: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut lines = source.lines().map(str::trim).enumerate();
@@ -38,7 +38,7 @@ pub fn test_names(source: &str) -> Result<Vec<String>> {
         let item = lines
             .by_ref()
             .map(|(_, l)| l)
-            .find(|l| !l.starts_with("#["));
+            .find(|l| !l.starts_with("#[") && !l.starts_with("//"));
         let name = item
             .and_then(|l| l.strip_prefix("fn "))
             .and_then(|rest| rest.split_once("()"))
@@ -78,7 +78,7 @@ pub fn as_module(source: &str) -> Result<String> {
 mod tests {
     use super::*;
 
-    const SOURCE: &str = "//! Visible tests.\nuse x::y;\n\n#[test]\nfn first() {\n    y();\n}\n\n#[test]\n#[cfg(unix)]\nfn second() {}\n\nfn helper() {}\n";
+    const SOURCE: &str = "//! Visible tests.\nuse x::y;\n\n#[test]\nfn first() {\n    y();\n}\n\n#[test]\n/// The second.\n#[cfg(unix)]\nfn second() {}\n\nfn helper() {}\n";
 
     #[test]
     fn finds_every_test_function_in_order() {
@@ -98,7 +98,7 @@ mod tests {
         let module = as_module(SOURCE).unwrap();
         assert!(!module.contains("#[test]"), "{module}");
         assert!(module.starts_with("//! Visible tests.\nuse x::y;\n"));
-        assert!(module.contains("#[cfg(unix)]\nfn second() {}"));
+        assert!(module.contains("/// The second.\n#[cfg(unix)]\nfn second() {}"));
         assert!(module.contains("Test::new(\"visible::first\", first),"));
         assert!(module.contains("Test::new(\"visible::second\", second),"));
         assert!(module.contains("fn helper() {}"));
