@@ -212,11 +212,8 @@ impl Course {
 /// The hidden tests' entries, then one per visible test found in `visible_tests` (the
 /// rubric's `[visible]` entry, or no points).
 fn full_rubric(file: RubricFile, visible_tests: &Path) -> Result<IndexMap<String, RubricEntry>> {
-    let names = match std::fs::read_to_string(visible_tests) {
-        Ok(source) => visible::test_names(&source)
-            .with_context(|| format!("reading the tests of {}", visible_tests.display()))?,
-        Err(_) => Vec::new(),
-    };
+    let names = visible::test_names(&visible::read_source(visible_tests)?)
+        .with_context(|| format!("reading the tests of {}", visible_tests.display()))?;
     if let Some(unknown) = file.visible.keys().find(|k| !names.contains(k)) {
         bail!(
             "[visible] names `{unknown}`, which is not a test of {}",

@@ -152,7 +152,7 @@ fn stage_exercise(course: &Course, source: &Source, exercise: &Exercise, dir: &P
     fs::copy(hidden, dir.join("hidden.rs"))
         .with_context(|| format!("copying {}", hidden.display()))?;
     let visible_tests = &exercise.visible_tests;
-    let visible_source = fs::read_to_string(visible_tests).unwrap_or_default();
+    let visible_source = visible::read_source(visible_tests)?;
     fs::write(dir.join("visible.rs"), visible::as_module(&visible_source)?)
         .with_context(|| format!("staging {}", visible_tests.display()))?;
     fs::write(dir.join("main.rs"), visible::TEST_BINARY_ROOT)?;

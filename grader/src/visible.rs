@@ -6,7 +6,9 @@
 //! and a list of its tests appended, so that they run under the same harness, nonce and
 //! supervision as the hidden tests. Their names carry the prefix [`PREFIX`].
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 
 /// Prefix of a visible test's name in the staged test binary and in reports.
 pub const PREFIX: &str = "visible::";
@@ -25,6 +27,14 @@ fn main() {
     forklab_testkit::harness::run(&tests)
 }
 ";
+
+/// The visible tests' source at `path`; empty when the exercise has none.
+pub fn read_source(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        read => read.with_context(|| format!("reading {}", path.display())),
+    }
+}
 
 /// The names of the `#[test]` functions in `source`, in order. Each `#[test]` must be
 /// followed (after other attributes or comments, if any) by `fn NAME()`.
@@ -79,6 +89,16 @@ mod tests {
     use super::*;
 
     const SOURCE: &str = "//! Visible tests.\nuse x::y;\n\n#[test]\nfn first() {\n    y();\n}\n\n#[test]\n/// The second.\n#[cfg(unix)]\nfn second() {}\n\nfn helper() {}\n";
+
+    #[test]
+    fn a_missing_file_has_no_tests_but_an_unreadable_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_source(&dir.path().join("visible.rs")).unwrap(), "");
+        assert!(
+            read_source(dir.path()).is_err(),
+            "a directory is not a source"
+        );
+    }
 
     #[test]
     fn finds_every_test_function_in_order() {
