@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{Submission, course_root, grader};
+use support::{Submission, course_root, grader, stdout_of};
 
 /// The scratch area these tests share (warm after the first build), apart from the
 /// default one.
@@ -84,23 +84,17 @@ fn tar_gz_with_escaping_link(archive: &Path) {
 
 /// Runs `grader --exercise procesos ... batch DIR --out OUT` and returns its summary.
 fn batch(dir: &Path, out: &Path, extra: &[&str]) -> String {
-    let output = grader()
-        .args(["--exercise", "procesos", "--scratch"])
-        .arg(scratch())
-        .arg("batch")
-        .arg(dir)
-        .arg("--out")
-        .arg(out)
-        .args(["--jobs", "2"])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "grader batch failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    stdout_of(
+        grader()
+            .args(["--exercise", "procesos", "--scratch"])
+            .arg(scratch())
+            .arg("batch")
+            .arg(dir)
+            .arg("--out")
+            .arg(out)
+            .args(["--jobs", "2"])
+            .args(extra),
+    )
 }
 
 /// The gradebook's rows as `student -> (procesos, total, status)`.
@@ -239,20 +233,13 @@ fn grade_as(submission: &Submission, format: &str, course: Option<&Path>) -> Str
     if let Some(course) = course {
         command.arg("--course").arg(course);
     }
-    let output = command
+    command
         .args(["--exercise", "procesos", "--scratch"])
         .arg(scratch())
         .arg("--submission")
         .arg(submission.path())
-        .args(["--format", format])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "grader failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+        .args(["--format", format]);
+    stdout_of(&mut command)
 }
 
 /// Checks `results` against Gradescope's fields; returns the tests by name.

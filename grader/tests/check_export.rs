@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use support::{copy_dir, course_root, grader};
+use support::{copy_dir, course_root, grader, stdout_of};
 
 /// Taken by each test for its whole run: the course's own check grades timing-sensitive
 /// hidden tests, which must not share the machine's two cores with the other tests'
@@ -82,17 +82,11 @@ fn patch(path: &Path, find: &str, replace: &str) {
 #[test]
 fn the_course_passes_its_own_check() {
     let _alone = one_at_a_time();
-    let output = grader()
-        .arg("--scratch")
-        .arg(scratch().join("course"))
-        .arg("check")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "grader check found problems:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        grader()
+            .arg("--scratch")
+            .arg(scratch().join("course"))
+            .arg("check"),
     );
     assert!(stdout.ends_with("no problems\n"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");

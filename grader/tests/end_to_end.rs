@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{exercise, grade_json, grader};
+use support::{exercise, grade_json, grader, stdout_of};
 
 #[test]
 fn the_solutions_get_full_marks_and_pass_every_hidden_and_visible_test() {
@@ -85,11 +85,7 @@ fn an_unknown_exercise_is_a_usage_error_naming_the_known_ones() {
 
 #[test]
 fn the_table_shows_points_per_test_and_totals() {
-    let output = grader()
-        .args(["--solutions", "--exercise", "procesos"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let stdout = stdout_of(grader().args(["--solutions", "--exercise", "procesos"]));
     // How many children overlap in time depends on scheduling, and which supervision
     // mechanisms are available depends on the machine: both are redacted.
     let filters = vec![
@@ -97,7 +93,7 @@ fn the_table_shows_points_per_test_and_totals() {
         (r"(?m)^supervision: .*$", "supervision: [machine-dependent]"),
     ];
     insta::with_settings!({ filters => filters }, {
-        insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+        insta::assert_snapshot!(stdout);
     });
 }
 
@@ -114,16 +110,12 @@ fn the_json_report_keeps_its_contract() {
 
 #[test]
 fn the_markdown_feedback_explains_each_failure() {
-    let output = grader()
-        .args(["--exercise", "procesos", "--format", "markdown"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let stdout = stdout_of(grader().args(["--exercise", "procesos", "--format", "markdown"]));
     let filters = vec![
         (r"\(\d+\) panicked", "([tid]) panicked"),
         (r"peak \d+", "peak [n]"),
     ];
     insta::with_settings!({ filters => filters }, {
-        insta::assert_snapshot!(String::from_utf8(output.stdout).unwrap());
+        insta::assert_snapshot!(stdout);
     });
 }

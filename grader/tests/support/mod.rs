@@ -22,19 +22,24 @@ pub fn grader() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("grader").expect("the grader binary is built")
 }
 
-/// Runs the grader with `args` plus `--format json`; returns the parsed report.
-pub fn grade_json(args: &[&str]) -> Value {
-    let output = grader()
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
+/// Runs `command`, which must succeed (a failure shows its output and errors);
+/// returns what it printed.
+pub fn stdout_of(command: &mut assert_cmd::Command) -> String {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout).expect("the grader prints UTF-8");
     assert!(
         output.status.success(),
-        "grader {args:?} failed: {}",
+        "{command:?} failed ({}):\n{stdout}\n{}",
+        output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("the grader prints a JSON report")
+    stdout
+}
+
+/// Runs the grader with `args` plus `--format json`; returns the parsed report.
+pub fn grade_json(args: &[&str]) -> Value {
+    let stdout = stdout_of(grader().args(args).args(["--format", "json"]));
+    serde_json::from_str(&stdout).expect("the grader prints a JSON report")
 }
 
 /// The exercise named `name` in a report.
