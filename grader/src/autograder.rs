@@ -12,12 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use walkdir::WalkDir;
 
 use crate::course::Course;
-use crate::manifest;
+use crate::{export, manifest};
 
 const SETUP: &str = include_str!("../templates/gradescope-setup.sh");
 const RUN_AUTOGRADER: &str = include_str!("../templates/gradescope-run_autograder.sh");
@@ -50,13 +50,7 @@ impl Bundle {
 
 /// Writes the bundle of `course` into `dir` (absent or empty).
 pub fn write(course: &Course, dir: &Path) -> Result<Bundle> {
-    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-        bail!(
-            "{} is not empty: write the bundle into a new directory",
-            dir.display()
-        );
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    export::create_empty_dir(dir, "write the bundle into a new directory")?;
     let toolchain = rust_version();
     let mut files = Vec::new();
     for name in COPIED {

@@ -73,15 +73,18 @@ impl Exported {
     }
 }
 
+/// Creates `dir` for a command's output, or takes it as it is if it exists and is
+/// empty; a directory with anything in it is refused with `advice`.
+pub fn create_empty_dir(dir: &Path, advice: &str) -> Result<()> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty: {advice}", dir.display());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
 /// Writes the student repository of `course` into `dir` (absent or empty).
 pub fn export(course: &Course, dir: &Path) -> Result<Exported> {
-    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-        bail!(
-            "{} is not empty: export into a new directory",
-            dir.display()
-        );
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_empty_dir(dir, "export into a new directory")?;
     let dir = fs::canonicalize(dir)?;
     let manifest: Table = fs::read_to_string(course.root.join("Cargo.toml"))?.parse()?;
 
